@@ -1,0 +1,92 @@
+"""REST adapters for `/auth/*`: load input, call `AuthService`/`UserService`, answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.rest.common import caller, envelope, read_body
+from models.auth import TokenPair
+from schemas import auth as s
+from schemas.users import ProfileUpdate, UserOut
+from server.keys import AUTH, USERS
+
+API = "/api/v1"
+_user_out = UserOut()
+
+
+def _tokens(pair: TokenPair) -> dict[str, str]:
+    return {"token": pair.token, "refreshToken": pair.refresh_token}
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await read_body(request, s.Register())
+    user, pair = await request.app[AUTH].register(**body)
+    view = await request.app[USERS].view(user, user.id)
+    return envelope({"user": _user_out.dump(view), **_tokens(pair)}, "User registered", status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_body(request, s.Login())
+    user, pair = await request.app[AUTH].login(body["email"], body["password"], _address(request))
+    view = await request.app[USERS].view(user, user.id)
+    return envelope({"user": _user_out.dump(view), **_tokens(pair)}, "Logged in")
+
+
+async def refresh_token(request: web.Request) -> web.Response:
+    body = await read_body(request, s.RefreshToken())
+    pair = await request.app[AUTH].refresh(body["refreshToken"])
+    return envelope(_tokens(pair), "Token refreshed")
+
+
+async def logout(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[AUTH].logout(identity)
+    return envelope(message="Logged out")
+
+
+async def me(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    return envelope(_user_out.dump(await request.app[USERS].view(identity.user, identity.user.id)))
+
+
+async def update_profile(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, ProfileUpdate())
+    user = await request.app[USERS].update_profile(identity, body)
+    return envelope(_user_out.dump(await request.app[USERS].view(user, user.id)), "Profile updated")
+
+
+async def change_password(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.ChangePassword())
+    await request.app[AUTH].change_password(identity, body["currentPassword"], body["newPassword"])
+    return envelope(message="Password changed; other sessions were signed out")
+
+
+async def forgot_password(request: web.Request) -> web.Response:
+    body = await read_body(request, s.ForgotPassword())
+    await request.app[AUTH].forgot_password(body["email"])
+    return envelope(message="If the account exists, a reset mail has been sent")
+
+
+async def reset_password(request: web.Request) -> web.Response:
+    body = await read_body(request, s.ResetPassword())
+    await request.app[AUTH].reset_password(body["token"], body["newPassword"])
+    return envelope(message="Password reset; every session was signed out")
+
+
+routes = [
+    web.post(f"{API}/auth/register", register),
+    web.post(f"{API}/auth/login", login),
+    web.post(f"{API}/auth/refresh-token", refresh_token),
+    web.post(f"{API}/auth/logout", logout),
+    web.get(f"{API}/auth/me", me, allow_head=False),
+    web.put(f"{API}/auth/profile", update_profile),
+    web.put(f"{API}/auth/change-password", change_password),
+    web.post(f"{API}/auth/forgot-password", forgot_password),
+    web.post(f"{API}/auth/reset-password", reset_password),
+]

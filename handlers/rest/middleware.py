@@ -1,0 +1,83 @@
+"""Request ids and the one place REST errors become envelopes.
+
+Every answer, including aiohttp's own 404, 405 and 413 and any unexpected
+exception, leaves as `{success: false, message, error: {code, message, details}}`.
+Unexpected exceptions are logged with their stack and answered as a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from models.errors import (
+    AppError,
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    RouteNotFound,
+)
+from server.logs import request_id
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
+
+
+def error_response(error: AppError) -> web.Response:
+    body = {"success": False, "message": error.message, "error": error.to_dict()}
+    response = web.Response(body=orjson.dumps(body), status=error.status, content_type="application/json")
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _from_http(exc: web.HTTPException) -> AppError:
+    if exc.status == 404:
+        return RouteNotFound()
+    if exc.status == 405:
+        return MethodNotAllowed()
+    if exc.status == 413:
+        return PayloadTooLarge("Request body too large")
+    if 400 <= exc.status < 500:
+        return BadRequest(exc.reason)
+    return AppError()
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a sane `X-Request-ID` or make one; logs of this request carry it."""
+    given = request.headers.get("X-Request-ID", "")
+    rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    token = request_id.set(rid)
+    try:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["X-Request-ID"] = rid
+            raise
+        response.headers["X-Request-ID"] = rid
+        return response
+    finally:
+        request_id.reset(token)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(AppError())

@@ -1,0 +1,110 @@
+"""REST adapters for `/users`, `/status` and `/health`."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from handlers.rest.auth import API
+from handlers.rest.common import caller, envelope, paged, read_body, read_query
+from models.clock import now_iso
+from schemas.users import AdminUserUpdate, PresenceUpdate, UserListQuery, UserOut
+from server.keys import PRESENCE, SIO, STARTED_AT, STORE, USERS
+
+VERSION = "1.0.0"
+_user_out = UserOut()
+STATUS_OPTIONS = [
+    {"key": "online", "label": "在线", "description": "用户当前在线"},
+    {"key": "away", "label": "离开", "description": "用户暂时离开"},
+    {"key": "busy", "label": "忙碌", "description": "用户正在忙碌"},
+    {"key": "invisible", "label": "隐身", "description": "用户隐身在线"},
+]
+
+
+async def list_users(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    query = read_query(request, UserListQuery())
+    page = await request.app[USERS].search(identity, query["search"], query["page"], query["limit"])
+    return envelope(paged("users", page, _user_out))
+
+
+async def get_user(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    users = request.app[USERS]
+    user = await users.get(request.match_info["id"])
+    return envelope(_user_out.dump(await users.view(user, identity.user.id)))
+
+
+async def update_user(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, AdminUserUpdate())
+    users = request.app[USERS]
+    user = await users.admin_update(identity, request.match_info["id"], body)
+    return envelope(_user_out.dump(await users.view(user, identity.user.id)), "User updated")
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[USERS].admin_delete(identity, request.match_info["id"])
+    return envelope(message="User deleted")
+
+
+async def block_user(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[USERS].set_blocked(identity, request.match_info["id"], True)
+    return envelope(message="User blocked")
+
+
+async def unblock_user(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[USERS].set_blocked(identity, request.match_info["id"], False)
+    return envelope(message="User unblocked")
+
+
+async def set_status(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, PresenceUpdate())
+    user = await request.app[USERS].set_presence(identity, body["status"])
+    return envelope({"status": user.presence_setting, "updatedAt": user.updated_at}, "Status updated")
+
+
+async def status_options(request: web.Request) -> web.Response:
+    return envelope(STATUS_OPTIONS)
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when the database answers, 503 when it does not."""
+    app = request.app
+    services = {"database": "healthy", "websocket": "healthy" if SIO in app else "unavailable"}
+    try:
+        await app[STORE].ping()
+    except Exception:
+        services["database"] = "unhealthy"
+    healthy = services["database"] == "healthy"
+    data = {
+        "status": "healthy" if healthy else "unhealthy",
+        "timestamp": now_iso(),
+        "uptime": round(time.monotonic() - app[STARTED_AT], 3),
+        "version": VERSION,
+        "services": services,
+        "connections": {"onlineUsers": app[PRESENCE].online_users},
+    }
+    if healthy:
+        return envelope(data)
+    body = envelope(data)
+    body.set_status(503)
+    return body
+
+
+routes = [
+    web.get(f"{API}/users", list_users, allow_head=False),
+    web.get(f"{API}/users/{{id}}", get_user, allow_head=False),
+    web.put(f"{API}/users/{{id}}", update_user),
+    web.delete(f"{API}/users/{{id}}", delete_user),
+    web.post(f"{API}/users/{{id}}/block", block_user),
+    web.delete(f"{API}/users/{{id}}/block", unblock_user),
+    web.put(f"{API}/status", set_status),
+    web.get(f"{API}/status", status_options, allow_head=False),
+    web.get(f"{API}/health", health, allow_head=False),
+]

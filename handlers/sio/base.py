@@ -1,0 +1,208 @@
+"""The base of every namespace: authentication and the answer to every event.
+
+A socket authenticates in one of three ways (handshake `auth.token`, `?token=`
+in the URL, or the `authenticate` event); until it does, every other event is
+refused with `AUTH_001`, and after `socketio.auth_timeout` seconds it is
+disconnected. The connection is always accepted first, so that a browser client
+can read `unauthorized {code, message}` before the server disconnects it.
+
+Every client event is loaded with its schema and answered through the ack as
+`{success: true, data}` or `{success: false, error: {code, message}}`; a client
+that asked for no ack gets failures as an `error {code, message, event}` event.
+A handler that raises never kills the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+from marshmallow import Schema
+
+from models.auth import AuthService, Identity
+from models.errors import AppError, Unauthenticated, ValidationFailed
+from models.presence import PresenceService
+from models.users import UserService
+from schemas.auth import Authenticate
+from schemas.common import load
+from schemas.users import UserOut
+
+log = logging.getLogger(__name__)
+ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_requested", default=True)
+EventHandler = Callable[[str, Identity, dict[str, Any]], Awaitable[Any]]
+_user_out = UserOut()
+
+
+class SocketServer(socketio.AsyncServer):
+    """`AsyncServer` that tells handlers whether the client asked for an ack.
+
+    python-socketio drops a handler's return value when no ack was requested;
+    the contract says errors must then go out as an `error` event instead.
+    `_handle_event_internal` is the one place that knows the ack id.
+    """
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
+    ) -> None:
+        token = ack_requested.set(id is not None)
+        try:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            ack_requested.reset(token)
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def login_room(session_id: str) -> str:
+    return f"login:{session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The domain services the namespaces call; built once in the app factory."""
+
+    auth: AuthService
+    users: UserService
+    presence: PresenceService
+    auth_timeout: float
+
+
+def _ok(data: Any) -> dict[str, Any]:
+    return {"success": True, "data": data}
+
+
+def _failure(error: AppError) -> dict[str, Any]:
+    return {"success": False, "error": error.to_dict()}
+
+
+class BaseNamespace(socketio.AsyncNamespace):
+    """Authentication and the event envelope; subclasses add `on_<event>` handlers.
+
+    Handlers take `(sid, identity, data)` where `data` was loaded with
+    `event_schemas[event]` (events without a schema get the raw payload if it is
+    an object, `{}` if absent).
+    """
+
+    event_schemas: dict[str, type[Schema]] = {}
+
+    def __init__(self, namespace: str, services: Services) -> None:
+        super().__init__(namespace)
+        self.services = services
+        self._deadlines: set[asyncio.Task[None]] = set()  # task references, so none is collected early
+
+    # connection lifecycle
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not token:
+            token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [None])[0]
+        if token:
+            try:
+                await self._authenticate(sid, token if isinstance(token, str) else "")
+            except AppError as exc:
+                await self.emit("unauthorized", exc.to_dict(), to=sid)
+                return False
+            return True
+        task = asyncio.ensure_future(self._deadline(sid))
+        self._deadlines.add(task)
+        task.add_done_callback(self._deadlines.discard)
+        await self.save_session(sid, {"deadline": task})
+        return True
+
+    async def _deadline(self, sid: str) -> None:
+        await asyncio.sleep(self.services.auth_timeout)
+        session = await self._session(sid)
+        if session is not None and "identity" not in session:
+            await self.emit("unauthorized", {"code": "AUTH_001", "message": "Authentication timed out"}, to=sid)
+            await self.disconnect(sid)
+
+    async def _session(self, sid: str) -> dict[str, Any] | None:
+        try:
+            return await self.get_session(sid)
+        except KeyError:
+            return None
+
+    async def _authenticate(self, sid: str, token: str) -> Identity:
+        identity = await self.services.auth.authenticate(token)
+        session = await self._session(sid) or {}
+        if "identity" in session:
+            raise ValidationFailed("This socket is already authenticated")
+        deadline = session.pop("deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        session["identity"] = identity
+        await self.save_session(sid, session)
+        await self.enter_room(sid, user_room(identity.user.id))
+        await self.enter_room(sid, login_room(identity.session_id))
+        await self.after_authenticate(sid, identity)
+        user = await self.services.users.view(identity.user, identity.user.id)
+        await self.emit("authenticated", {"user": _user_out.dump(user)}, to=sid)
+        return identity
+
+    async def after_authenticate(self, sid: str, identity: Identity) -> None:
+        """Hook for subclasses: join chat rooms, count presence."""
+        self.services.presence.socket_opened(identity.user.id)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session = await self._session(sid)
+        if not session:
+            return
+        deadline = session.get("deadline")
+        if deadline is not None:
+            deadline.cancel()
+        identity = session.get("identity")
+        if identity is not None:
+            await self.after_sign_off(sid, identity)
+
+    async def after_sign_off(self, sid: str, identity: Identity) -> None:
+        if self.services.presence.socket_closed(identity.user.id) == 0:
+            await self.services.users.touch_last_seen(identity.user.id)
+
+    # events
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid, payload = args[0], (args[1] if len(args) > 1 else None)
+        try:
+            result = await self._dispatch(sid, event, payload)
+        except AppError as exc:
+            return await self._refuse(sid, event, exc)
+        except Exception:
+            log.exception("event %s failed", event)
+            return await self._refuse(sid, event, AppError())
+        return _ok(result)
+
+    async def _refuse(self, sid: str, event: str, error: AppError) -> dict[str, Any] | None:
+        if ack_requested.get():
+            return _failure(error)
+        await self.emit("error", {**error.to_dict(), "event": event}, to=sid)
+        return None
+
+    async def _dispatch(self, sid: str, event: str, payload: Any) -> Any:
+        if event == "authenticate":
+            data = load(Authenticate(), payload)
+            try:
+                identity = await self._authenticate(sid, data["token"])
+            except Unauthenticated as exc:
+                await self.emit("unauthorized", exc.to_dict(), to=sid)
+                await self.disconnect(sid)
+                raise
+            user = await self.services.users.view(identity.user, identity.user.id)
+            return {"user": _user_out.dump(user)}
+        session = await self._session(sid)
+        identity = session.get("identity") if session else None
+        if identity is None:
+            raise Unauthenticated("Authenticate first")
+        handler = getattr(self, f"on_{event}", None)
+        if handler is None or event in ("connect", "disconnect"):
+            raise ValidationFailed(f"Unknown event '{event}'")
+        schema = self.event_schemas.get(event)
+        data = load(schema(), payload) if schema else (payload if isinstance(payload, dict) else {})
+        return await handler(sid, identity, data)

@@ -1,0 +1,54 @@
+"""The namespaces: `/messages`, `/calls`, `/status`, and `/` which carries them all.
+
+Each group of events is a mixin of thin handlers that call one service method;
+the root namespace inherits every group, so a client written against the seed's
+single-socket examples works unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema
+
+from handlers.sio.base import BaseNamespace, Services
+from models.auth import Identity
+from schemas.users import PresenceUpdate
+
+MESSAGES, CALLS, STATUS, ROOT = "/messages", "/calls", "/status", "/"
+NAMESPACES = (ROOT, MESSAGES, CALLS, STATUS)
+
+
+class StatusEvents(BaseNamespace):
+    event_schemas: dict[str, type[Schema]] = {"update_status": PresenceUpdate}
+
+    async def on_update_status(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        user = await self.services.users.set_presence(identity, data["status"])
+        return {"status": user.presence_setting, "updatedAt": user.updated_at}
+
+
+class MessagesNamespace(BaseNamespace):
+    """`/messages`: chat events (the chats-and-messages work adds them here)."""
+
+
+class CallsNamespace(BaseNamespace):
+    """`/calls`: call and signalling events."""
+
+
+class StatusNamespace(StatusEvents):
+    """`/status`: presence events."""
+
+
+class RootNamespace(StatusEvents):
+    """`/`: every event of every namespace."""
+
+    event_schemas = {**StatusEvents.event_schemas}
+
+
+def build_namespaces(services: Services) -> list[BaseNamespace]:
+    return [
+        RootNamespace(ROOT, services),
+        MessagesNamespace(MESSAGES, services),
+        CallsNamespace(CALLS, services),
+        StatusNamespace(STATUS, services),
+    ]

@@ -1,0 +1,49 @@
+"""Budgets of events per key over a sliding window, kept in this process.
+
+Used for login failures now and for per-user event budgets later. The interface
+is small (`retry_after`, `hit`, `reset`) so a Redis-backed limiter can take its
+place when several processes must share the counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+
+class RateLimiter:
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._hits: dict[str, deque[float]] = {}
+        self._max_keys = max_keys
+
+    def _window(self, key: str, window: float, now: float) -> deque[float]:
+        hits = self._hits.get(key)
+        if hits is None:
+            if len(self._hits) >= self._max_keys:
+                self._evict(now, window)
+            hits = self._hits[key] = deque()
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        return hits
+
+    def _evict(self, now: float, window: float) -> None:
+        """Drop keys with no recent hits so the table cannot grow without bound."""
+        for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - window]:
+            del self._hits[key]
+        if len(self._hits) >= self._max_keys:
+            self._hits.clear()
+
+    def retry_after(self, key: str, limit: int, window: float) -> float | None:
+        """Seconds until one more hit fits the budget, or None if it fits now."""
+        now = time.monotonic()
+        hits = self._window(key, window, now)
+        if len(hits) < limit:
+            return None
+        return hits[len(hits) - limit] + window - now
+
+    def hit(self, key: str, window: float) -> None:
+        now = time.monotonic()
+        self._window(key, window, now).append(now)
+
+    def reset(self, key: str) -> None:
+        self._hits.pop(key, None)

@@ -1,0 +1,80 @@
+"""Signed tokens (JWT, HS256) for access and refresh.
+
+Both kinds carry `sid`, the login (session) they belong to; revoking a login in
+the store revokes all its tokens at once, and that revocation lives in the store,
+so it survives restarts and is seen by every process sharing it. Refresh tokens
+carry a `jti` that the store rotates on every use: presenting an old one is
+reuse, and revokes the whole login.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import jwt
+
+from models.clock import new_id
+from models.errors import Unauthenticated
+
+TokenKind = Literal["access", "refresh"]
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: str
+    session_id: str
+    kind: TokenKind
+    jti: str
+    expires: int
+
+
+class TokenSigner:
+    def __init__(self, secret: str, access_ttl: int, refresh_ttl: int) -> None:
+        self._secret = secret
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+
+    def issue(self, kind: TokenKind, user_id: str, session_id: str, jti: str | None = None) -> str:
+        now = int(time.time())
+        ttl = self.access_ttl if kind == "access" else self.refresh_ttl
+        payload = {"sub": user_id, "sid": session_id, "typ": kind, "jti": jti or new_id(), "iat": now, "exp": now + ttl}
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def decode(self, token: str, kind: TokenKind) -> Claims:
+        """Verified claims, or `Unauthenticated` for anything wrong with the token."""
+        try:
+            payload = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub", "sid", "typ"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("Token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("Invalid token") from None
+        if payload.get("typ") != kind or not all(isinstance(payload.get(key), str) for key in ("sub", "sid", "jti")):
+            raise Unauthenticated("Invalid token")
+        return Claims(payload["sub"], payload["sid"], kind, payload["jti"], int(payload["exp"]))
+
+
+def load_or_create_secret(configured: str, data_dir: Path) -> tuple[str, bool]:
+    """The configured secret, or one generated once and kept in the data folder.
+
+    Returns the secret and whether it was generated (the caller warns: production
+    must configure its own so that every process and machine shares it).
+    """
+    if configured:
+        return configured, False
+    path = data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text(encoding="ascii").strip(), True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(secret, encoding="ascii")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return secret, True

@@ -1,0 +1,145 @@
+"""The application factory: one `setup_*` per concern, resources in cleanup contexts.
+
+`create_app(config)` builds exactly the app production runs; importing this
+module starts nothing. Resources open in dependency order (store, then services,
+then Socket.IO) and close in reverse, so a failed start never tears down what
+was never opened, and shutdown closes sockets before the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import socketio
+from aiohttp import web
+
+from handlers.rest import auth as rest_auth
+from handlers.rest import users as rest_users
+from handlers.rest.middleware import errors, request_ids
+from handlers.sio.base import Services, SocketServer
+from handlers.sio.namespaces import build_namespaces
+from handlers.sio.notifier import SocketNotifier
+from models.auth import AuthService, LoginPolicy
+from models.mail import Mailer
+from models.notifier import Notifier
+from models.passwords import PasswordHasher
+from models.presence import PresenceService
+from models.ratelimit import RateLimiter
+from models.store import create_store
+from models.tokens import TokenSigner, load_or_create_secret
+from models.users import UserService
+from server.config import Config
+from server.keys import AUTH, CONFIG, PRESENCE, SIO, STARTED_AT, STORE, USERS
+
+log = logging.getLogger(__name__)
+
+
+class OrjsonCodec:
+    """The `json` module python-socketio and python-engineio encode packets with."""
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **_: Any) -> Any:
+        return orjson.loads(text)
+
+
+def setup_socketio(app: web.Application, config: Config) -> SocketServer:
+    cors = config.socketio.cors_origins
+    sio = SocketServer(
+        async_mode="aiohttp",
+        json=OrjsonCodec,
+        cors_allowed_origins="*" if cors == ["*"] else cors,
+        ping_interval=config.socketio.ping_interval,
+        ping_timeout=config.socketio.ping_timeout,
+        max_http_buffer_size=config.socketio.max_payload,
+        always_connect=True,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app)
+    app[SIO] = sio
+    return sio
+
+
+async def store_context(app: web.Application) -> AsyncIterator[None]:
+    store = create_store(app[CONFIG])
+    await store.open()
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def services_context(app: web.Application) -> AsyncIterator[None]:
+    """Domain services, wired to the store and to Socket.IO through the notifier."""
+    config = app[CONFIG]
+    secret, generated = load_or_create_secret(config.auth.jwt_secret, config.data_path)
+    if generated:
+        log.warning(
+            "no auth.jwt_secret configured: using one generated in %s; production must set its own",
+            config.data_path / "jwt_secret",
+        )
+    hasher = PasswordHasher(config.auth.bcrypt_rounds)
+    sio = app[SIO]
+    notifier: Notifier = SocketNotifier(sio)  # type: ignore[assignment]
+    mail = config.mail
+    auth = AuthService(
+        store=app[STORE],
+        signer=TokenSigner(secret, config.auth.access_token_ttl, config.auth.refresh_token_ttl),
+        hasher=hasher,
+        limiter=RateLimiter(),
+        mailer=Mailer(
+            mail.sender,
+            config.in_data_dir(mail.outbox_dir),
+            mail.smtp_host,
+            mail.smtp_port,
+            mail.smtp_username,
+            mail.smtp_password,
+            mail.smtp_starttls,
+        ),
+        notifier=notifier,
+        policy=LoginPolicy(
+            config.auth.login_failures_per_account,
+            config.auth.login_failures_per_address,
+            config.auth.login_failure_window,
+        ),
+        reset_ttl=config.auth.reset_token_ttl,
+        reset_url=config.mail.reset_url,
+    )
+    app[AUTH] = auth
+    app[USERS] = UserService(app[STORE], auth, app[PRESENCE])
+    services = Services(auth=auth, users=app[USERS], presence=app[PRESENCE], auth_timeout=config.socketio.auth_timeout)
+    for namespace in build_namespaces(services):
+        sio.register_namespace(namespace)
+    yield
+    await _close_sockets(sio)
+    hasher.close()
+
+
+async def _close_sockets(sio: socketio.AsyncServer) -> None:
+    """Say goodbye to every socket before the store closes under them."""
+    for namespace in list(sio.namespace_handlers):
+        for sid, _ in list(sio.manager.get_participants(namespace, None)):
+            try:
+                await sio.disconnect(sid, namespace=namespace)
+            except Exception:  # a socket already gone is fine at shutdown
+                log.debug("disconnect at shutdown failed", exc_info=True)
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[request_ids, errors], client_max_size=config.server.max_body_size)
+    app[CONFIG] = config
+    app[STARTED_AT] = time.monotonic()
+    app[PRESENCE] = PresenceService()
+    setup_socketio(app, config)
+    app.router.add_routes(rest_auth.routes)
+    app.router.add_routes(rest_users.routes)
+    app.cleanup_ctx.append(store_context)
+    app.cleanup_ctx.append(services_context)
+    return app

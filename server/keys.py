@@ -1,0 +1,24 @@
+"""Typed application keys: every shared object lives on the app, none in a global."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    import socketio
+
+    from models.auth import AuthService
+    from models.presence import PresenceService
+    from models.store.base import Store
+    from models.users import UserService
+    from server.config import Config
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+STORE: web.AppKey[Store] = web.AppKey("store")
+AUTH: web.AppKey[AuthService] = web.AppKey("auth")
+USERS: web.AppKey[UserService] = web.AppKey("users")
+PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
+SIO: web.AppKey[socketio.AsyncServer] = web.AppKey("sio")
+STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
