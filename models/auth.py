@@ -101,12 +101,21 @@ class AuthService:
             wait = self.limiter.retry_after(key, limit, self.policy.window)
             if wait is not None:
                 raise RateLimited(wait, "Too many failed logins; try again later")
-        user = await self.store.get_user_by_email(email)
-        if not await self.hasher.verify(password, user.password_hash if user else None) or user is None:
-            self.limiter.hit(account_key, self.policy.window)
-            self.limiter.hit(address_key, self.policy.window)
+        # Count the attempt as a failure before the first await, so that parallel guesses
+        # cannot all pass the check above while the hashes run; a success takes it back.
+        self.limiter.hit(account_key, self.policy.window)
+        self.limiter.hit(address_key, self.policy.window)
+        try:
+            user = await self.store.get_user_by_email(email)
+            ok = await self.hasher.verify(password, user.password_hash if user else None) and user is not None
+        except BaseException:
+            self.limiter.release(account_key)
+            self.limiter.release(address_key)
+            raise
+        if not ok or user is None:
             raise WrongCredentials()
         self.limiter.reset(account_key)
+        self.limiter.release(address_key)
         return user, await self._start_session(user)
 
     async def _start_session(self, user: User) -> TokenPair:

@@ -53,3 +53,68 @@ class Page:
     @property
     def pages(self) -> int:
         return (self.total + self.limit - 1) // self.limit if self.limit else 0
+
+
+ChatType = Literal["private", "group"]
+MemberRole = Literal["admin", "member"]
+MessageType = Literal["text", "image", "video", "audio", "file"]
+
+
+@dataclass(slots=True)
+class Chat:
+    """A private chat (exactly two members, one per pair) or a group."""
+
+    id: str
+    type: ChatType
+    created_by: str
+    created_at: str
+    updated_at: str
+    last_activity: str
+    name: str | None = None
+    description: str = ""
+    avatar: str | None = None
+    pair_key: str | None = None  # private chats: the two user ids, sorted, joined by ":"
+    only_admins_add: bool = False
+    last_message_id: str | None = None
+    message_count: int = 0
+
+
+@dataclass(slots=True)
+class Member:
+    """One user's place in a chat, with their own flags and receipt marks."""
+
+    chat_id: str
+    user_id: str
+    role: MemberRole
+    joined_at: str
+    muted: bool = False
+    archived: bool = False
+    last_read_id: str | None = None
+    last_delivered_id: str | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    id: str
+    chat_id: str
+    sender_id: str
+    content: str
+    type: MessageType
+    created_at: str
+    updated_at: str
+    metadata: dict[str, Any] | None = None
+    reply_to: str | None = None
+    client_id: str | None = None
+    edited_at: str | None = None
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class Upload:
+    id: str
+    owner_id: str
+    filename: str
+    size: int
+    mime_type: str
+    purpose: str
+    created_at: str

@@ -107,7 +107,7 @@ class RateLimited(AppError):
 
 
 class PayloadTooLarge(AppError):
-    code, status, default_message = "FILE_001", 413, "Payload too large"
+    code, status, default_message = "VAL_001", 413, "Payload too large"
 
 
 class UploadRejected(AppError):

@@ -1,8 +1,9 @@
 """What the domain tells the realtime side, after each write has been stored.
 
 Services hold a `Notifier` and call it once the store has returned; the
-Socket.IO layer implements it (rooms per user, per login and per chat). Tests
-and tools that need no sockets use the silent base class.
+Socket.IO layer implements it (rooms per user, per login and per chat, and the
+namespaces each event belongs to). `origin` is the socket that caused the event,
+which does not get its own echo. Tools that need no sockets use this silent class.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ class Notifier:
 
     async def to_users(self, user_ids: Iterable[str], event: str, payload: Any) -> None:
         """Send `event` to every live socket of each user."""
+
+    async def to_chat(self, chat_id: str, event: str, payload: Any, origin: str | None = None) -> None:
+        """Send `event` to every socket in the chat but `origin`."""
+
+    async def join_chat(self, user_ids: Iterable[str], chat_id: str) -> None:
+        """Every live socket of these users starts receiving the chat's events now."""
+
+    async def leave_chat(self, user_ids: Iterable[str], chat_id: str) -> None:
+        """Every live socket of these users stops receiving the chat's events now."""
 
     async def end_sessions(self, session_ids: Iterable[str]) -> None:
         """Disconnect every socket that authenticated with one of these logins."""

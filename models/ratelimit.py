@@ -1,7 +1,7 @@
 """Budgets of events per key over a sliding window, kept in this process.
 
 Used for login failures now and for per-user event budgets later. The interface
-is small (`retry_after`, `hit`, `reset`) so a Redis-backed limiter can take its
+is small (`retry_after`, `hit`, `release`, `reset`) so a Redis-backed limiter can take its
 place when several processes must share the counts.
 """
 
@@ -45,5 +45,39 @@ class RateLimiter:
         now = time.monotonic()
         self._window(key, window, now).append(now)
 
+    def release(self, key: str) -> None:
+        """Take back one hit (an attempt reserved with `hit` that turned out not to count)."""
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+
     def reset(self, key: str) -> None:
         self._hits.pop(key, None)
+
+
+class Budgets:
+    """Per-user token buckets per event class (`messages`, `typing`, `reads`, `uploads`).
+
+    Checked before any write: a client that floods gets `RATE_001` with the time
+    until its next event fits, and the store never sees the excess.
+    """
+
+    def __init__(self, rates: dict[str, tuple[float, float]], max_keys: int = 200_000) -> None:
+        self.rates = rates  # class -> (tokens per second, burst)
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._max_keys = max_keys
+
+    def spend(self, user_id: str, kind: str) -> float | None:
+        """Take one token; None when allowed, else seconds to wait."""
+        rate, burst = self.rates[kind]
+        now = time.monotonic()
+        key = (user_id, kind)
+        tokens, last = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / rate
+        if len(self._buckets) >= self._max_keys and key not in self._buckets:
+            self._buckets.clear()  # a full table only forgets budgets, which errs on allowing
+        self._buckets[key] = (tokens - 1, now)
+        return None

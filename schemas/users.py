@@ -8,8 +8,8 @@ from marshmallow import Schema, fields, validate
 
 from schemas.common import InputSchema, PageQuery, text
 
-USERNAME = validate.Regexp(r"^[A-Za-z0-9_]{3,20}$", error="3 to 20 letters, digits or underscores.")
-PHONE = validate.Regexp(r"^1[3-9]\d{9}$", error="Not a valid mainland China mobile number.")
+USERNAME = validate.Regexp(r"^[A-Za-z0-9_]{3,20}\Z", error="3 to 20 letters, digits or underscores.")
+PHONE = validate.Regexp(r"^1[3-9][0-9]{9}\Z", error="Not a valid mainland China mobile number.")
 PRESENCE_SETTINGS = ("online", "away", "busy", "invisible")
 _STRONG = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"\d"))
 

@@ -18,22 +18,26 @@ import socketio
 from aiohttp import web
 
 from handlers.rest import auth as rest_auth
+from handlers.rest import chats as rest_chats
+from handlers.rest import messages as rest_messages
 from handlers.rest import users as rest_users
 from handlers.rest.middleware import errors, request_ids
 from handlers.sio.base import Services, SocketServer
 from handlers.sio.namespaces import build_namespaces
 from handlers.sio.notifier import SocketNotifier
 from models.auth import AuthService, LoginPolicy
+from models.chats import ChatService
 from models.mail import Mailer
-from models.notifier import Notifier
+from models.messages import MessageService
 from models.passwords import PasswordHasher
 from models.presence import PresenceService
-from models.ratelimit import RateLimiter
+from models.ratelimit import Budgets, RateLimiter
 from models.store import create_store
 from models.tokens import TokenSigner, load_or_create_secret
+from models.uploads import UploadService
 from models.users import UserService
 from server.config import Config
-from server.keys import AUTH, CONFIG, PRESENCE, SIO, STARTED_AT, STORE, USERS
+from server.keys import AUTH, CHATS, CONFIG, MESSAGES, PRESENCE, SIO, STARTED_AT, STORE, UPLOADS, USERS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ def setup_socketio(app: web.Application, config: Config) -> SocketServer:
         ping_interval=config.socketio.ping_interval,
         ping_timeout=config.socketio.ping_timeout,
         max_http_buffer_size=config.socketio.max_payload,
+        ephemeral_queue=config.limits.ephemeral_queue,
+        max_queue=config.limits.max_queue,
         always_connect=True,
         logger=False,
         engineio_logger=False,
@@ -87,7 +93,7 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         )
     hasher = PasswordHasher(config.auth.bcrypt_rounds)
     sio = app[SIO]
-    notifier: Notifier = SocketNotifier(sio)  # type: ignore[assignment]
+    notifier = SocketNotifier(sio)
     mail = config.mail
     auth = AuthService(
         store=app[STORE],
@@ -114,7 +120,18 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[AUTH] = auth
     app[USERS] = UserService(app[STORE], auth, app[PRESENCE])
-    services = Services(auth=auth, users=app[USERS], presence=app[PRESENCE], auth_timeout=config.socketio.auth_timeout)
+    budgets = Budgets(config.limits.budgets())
+    app[CHATS] = ChatService(app[STORE], app[PRESENCE], notifier)
+    app[MESSAGES] = MessageService(app[STORE], app[CHATS], notifier, budgets)
+    app[UPLOADS] = UploadService(app[STORE], config.in_data_dir(config.uploads.dir), config.uploads.max_size, budgets)
+    services = Services(
+        auth=auth,
+        users=app[USERS],
+        presence=app[PRESENCE],
+        chats=app[CHATS],
+        messages=app[MESSAGES],
+        auth_timeout=config.socketio.auth_timeout,
+    )
     for namespace in build_namespaces(services):
         sio.register_namespace(namespace)
     yield
@@ -140,6 +157,8 @@ def create_app(config: Config) -> web.Application:
     setup_socketio(app, config)
     app.router.add_routes(rest_auth.routes)
     app.router.add_routes(rest_users.routes)
+    app.router.add_routes(rest_chats.routes)
+    app.router.add_routes(rest_messages.routes)
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(services_context)
     return app

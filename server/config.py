@@ -51,6 +51,16 @@ def _seconds(minimum: float = 0.05) -> fields.Float:
     return fields.Float(validate=validate.Range(min=minimum))
 
 
+def _secret() -> fields.String:
+    """Empty (one is generated into the data folder) or a real HS256 key: at least 32 bytes."""
+
+    def strong_enough(value: str) -> None:
+        if value and len(value.encode("utf-8")) < 32:
+            raise ValidationError("Must be empty (to generate one) or at least 32 bytes long.")
+
+    return fields.String(validate=strong_enough)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = setting(fields.String(validate=validate.Length(min=1)), "0.0.0.0")
@@ -73,7 +83,7 @@ class RedisConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    jwt_secret: str = setting(fields.String(), "")
+    jwt_secret: str = setting(_secret(), "")
     access_token_ttl: int = setting(_positive(), 7 * 24 * 3600)
     refresh_token_ttl: int = setting(_positive(), 30 * 24 * 3600)
     reset_token_ttl: int = setting(_positive(), 3600)
@@ -107,6 +117,32 @@ class SocketIOConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    messages_per_second: float = setting(_seconds(0.01), 100.0)
+    messages_burst: int = setting(_positive(), 500)
+    typing_per_second: float = setting(_seconds(0.01), 5.0)
+    typing_burst: int = setting(_positive(), 20)
+    reads_per_second: float = setting(_seconds(0.01), 50.0)
+    reads_burst: int = setting(_positive(), 200)
+    uploads_per_second: float = setting(_seconds(0.001), 1.0)
+    uploads_burst: int = setting(_positive(), 10)
+    ephemeral_queue: int = setting(_positive(), 64)
+    max_queue: int = setting(_positive(), 2000)
+
+    def budgets(self) -> dict[str, tuple[float, float]]:
+        return {
+            kind: (getattr(self, f"{kind}_per_second"), getattr(self, f"{kind}_burst"))
+            for kind in ("messages", "typing", "reads", "uploads")
+        }
+
+
+@dataclass(frozen=True)
+class UploadsConfig:
+    dir: str = setting(fields.String(validate=validate.Length(min=1)), "uploads")
+    max_size: int = setting(_positive(1), 10 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting(fields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])), "INFO")
     format: str = setting(fields.String(validate=validate.OneOf(["json", "text"])), "text")
@@ -121,6 +157,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     socketio: SocketIOConfig = field(default_factory=SocketIOConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property

@@ -10,8 +10,11 @@ if TYPE_CHECKING:
     import socketio
 
     from models.auth import AuthService
+    from models.chats import ChatService
+    from models.messages import MessageService
     from models.presence import PresenceService
     from models.store.base import Store
+    from models.uploads import UploadService
     from models.users import UserService
     from server.config import Config
 
@@ -22,3 +25,6 @@ USERS: web.AppKey[UserService] = web.AppKey("users")
 PRESENCE: web.AppKey[PresenceService] = web.AppKey("presence")
 SIO: web.AppKey[socketio.AsyncServer] = web.AppKey("sio")
 STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
+CHATS: web.AppKey[ChatService] = web.AppKey("chats")
+MESSAGES: web.AppKey[MessageService] = web.AppKey("messages")
+UPLOADS: web.AppKey[UploadService] = web.AppKey("uploads")

@@ -17,8 +17,10 @@ from server.keys import AUTH
 _pagination = PaginationOut()
 
 
-def envelope(data: Any = None, message: str | None = None, status: int = 200) -> web.Response:
-    body: dict[str, Any] = {"success": True}
+def envelope(
+    data: Any = None, message: str | None = None, status: int = 200, extra: dict[str, Any] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {"success": True, **(extra or {})}
     if message is not None:
         body["message"] = message
     if data is not None:

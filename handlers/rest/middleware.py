@@ -77,7 +77,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http(exc))
+        response = error_response(_from_http(exc))
+        if "Allow" in exc.headers:  # a 405 must say which methods the resource has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(AppError())

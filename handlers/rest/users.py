@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from aiohttp import web
 
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, paged, read_body, read_query
 from models.clock import now_iso
+from models.errors import ServiceUnavailable
 from schemas.users import AdminUserUpdate, PresenceUpdate, UserListQuery, UserOut
 from server.keys import PRESENCE, SIO, STARTED_AT, STORE, USERS
 
@@ -74,7 +76,7 @@ async def status_options(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 when the database answers, 503 when it does not."""
+    """200 when the database answers; 503 (a failure envelope that still carries the report) when not."""
     app = request.app
     services = {"database": "healthy", "websocket": "healthy" if SIO in app else "unavailable"}
     try:
@@ -92,9 +94,9 @@ async def health(request: web.Request) -> web.Response:
     }
     if healthy:
         return envelope(data)
-    body = envelope(data)
-    body.set_status(503)
-    return body
+    error = ServiceUnavailable("The database is unavailable")
+    body = {"success": False, "message": error.message, "error": error.to_dict(), "data": data}
+    return web.Response(body=orjson.dumps(body), status=error.status, content_type="application/json")
 
 
 routes = [

@@ -26,7 +26,9 @@ import socketio
 from marshmallow import Schema
 
 from models.auth import AuthService, Identity
+from models.chats import ChatService
 from models.errors import AppError, Unauthenticated, ValidationFailed
+from models.messages import MessageService
 from models.presence import PresenceService
 from models.users import UserService
 from schemas.auth import Authenticate
@@ -39,13 +41,58 @@ EventHandler = Callable[[str, Identity, dict[str, Any]], Awaitable[Any]]
 _user_out = UserOut()
 
 
-class SocketServer(socketio.AsyncServer):
-    """`AsyncServer` that tells handlers whether the client asked for an ack.
+EPHEMERAL_EVENTS = ('["typing_start"', '["typing_stop"')
 
-    python-socketio drops a handler's return value when no ack was requested;
-    the contract says errors must then go out as an `error` event instead.
-    `_handle_event_internal` is the one place that knows the ack id.
+
+class SocketServer(socketio.AsyncServer):
+    """`AsyncServer` with two additions the contract needs.
+
+    - Handlers learn whether the client asked for an ack: python-socketio drops a
+      handler's return value when none was requested, and the contract says
+      errors must then go out as an `error` event. `_handle_event_internal` is
+      the one place that knows the ack id.
+    - Each client's outgoing queue is bounded. Engine.IO queues without limit, so
+      a client that stops reading would grow server memory forever. Every emit
+      passes `_send_eio_packet` (encoded once per event, whatever the number of
+      recipients); past `ephemeral_queue` queued packets typing events are
+      dropped, past `max_queue` the queue is dropped and the connection cut, and
+      the client catches up with `sync` when it reconnects.
     """
+
+    def __init__(self, *args: Any, ephemeral_queue: int = 64, max_queue: int = 2000, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ephemeral_queue = ephemeral_queue
+        self.max_queue = max_queue
+        self.cut_off = 0  # clients disconnected for falling behind, for health and tests
+        self._cutting: set[str] = set()
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            backlog = socket.queue.qsize()
+            if backlog >= self.max_queue:
+                self._cut_off(eio_sid, socket)
+                return
+            if backlog >= self.ephemeral_queue and isinstance(eio_pkt.data, str):
+                head = eio_pkt.data[:40]
+                if any(marker in head for marker in EPHEMERAL_EVENTS):
+                    return
+        await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    def _cut_off(self, eio_sid: str, socket: Any) -> None:
+        if eio_sid in self._cutting:
+            return
+        self._cutting.add(eio_sid)
+        self.cut_off += 1
+        log.warning("client %s fell %d packets behind; disconnecting it", eio_sid, socket.queue.qsize())
+        while not socket.queue.empty():  # free the memory now; the client recovers with `sync`
+            socket.queue.get_nowait()
+            socket.queue.task_done()
+        request = self.environ.get(eio_sid, {}).get("aiohttp.request")
+        if request is not None and request.transport is not None:
+            request.transport.abort()
+        task = asyncio.ensure_future(socket.close(wait=False, abort=True))
+        task.add_done_callback(lambda _: self._cutting.discard(eio_sid))
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
@@ -65,6 +112,10 @@ def login_room(session_id: str) -> str:
     return f"login:{session_id}"
 
 
+def chat_room(chat_id: str) -> str:
+    return f"chat:{chat_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """The domain services the namespaces call; built once in the app factory."""
@@ -72,6 +123,8 @@ class Services:
     auth: AuthService
     users: UserService
     presence: PresenceService
+    chats: ChatService
+    messages: MessageService
     auth_timeout: float
 
 
@@ -147,7 +200,9 @@ class BaseNamespace(socketio.AsyncNamespace):
         return identity
 
     async def after_authenticate(self, sid: str, identity: Identity) -> None:
-        """Hook for subclasses: join chat rooms, count presence."""
+        """Join the rooms of every chat of the user and count the socket for presence."""
+        for chat_id in await self.services.chats.chat_ids(identity.user.id):
+            await self.enter_room(sid, chat_room(chat_id))
         self.services.presence.socket_opened(identity.user.id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

@@ -12,11 +12,32 @@ from typing import Any
 from marshmallow import Schema
 
 from handlers.sio.base import BaseNamespace, Services
+from handlers.sio.messages import MessageEvents
 from models.auth import Identity
 from schemas.users import PresenceUpdate
 
 MESSAGES, CALLS, STATUS, ROOT = "/messages", "/calls", "/status", "/"
 NAMESPACES = (ROOT, MESSAGES, CALLS, STATUS)
+# the namespace that carries each server event besides `/` (anything unlisted: `/` only)
+EVENT_NAMESPACES = {
+    **dict.fromkeys(
+        (
+            "new_message",
+            "message_edited",
+            "message_deleted",
+            "message_status",
+            "typing_start",
+            "typing_stop",
+            "chat_created",
+            "chat_updated",
+            "chat_deleted",
+            "participant_added",
+            "participant_removed",
+        ),
+        MESSAGES,
+    ),
+    "user_status_changed": STATUS,
+}
 
 
 class StatusEvents(BaseNamespace):
@@ -27,8 +48,8 @@ class StatusEvents(BaseNamespace):
         return {"status": user.presence_setting, "updatedAt": user.updated_at}
 
 
-class MessagesNamespace(BaseNamespace):
-    """`/messages`: chat events (the chats-and-messages work adds them here)."""
+class MessagesNamespace(MessageEvents):
+    """`/messages`: chat events."""
 
 
 class CallsNamespace(BaseNamespace):
@@ -39,10 +60,10 @@ class StatusNamespace(StatusEvents):
     """`/status`: presence events."""
 
 
-class RootNamespace(StatusEvents):
+class RootNamespace(MessageEvents, StatusEvents):
     """`/`: every event of every namespace."""
 
-    event_schemas = {**StatusEvents.event_schemas}
+    event_schemas = {**MessageEvents.event_schemas, **StatusEvents.event_schemas}
 
 
 def build_namespaces(services: Services) -> list[BaseNamespace]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from models.documents import Page, Session, User
+from models.documents import Chat, Member, Message, Page, Session, Upload, User
 
 
 class StoreError(Exception):
@@ -26,7 +26,7 @@ class DuplicateKey(StoreError):
 
 
 class Store(ABC):
-    """Documents of WhatsChat: users, logins, reset tokens, blocks (and later chats)."""
+    """Documents of WhatsChat: users, logins, reset tokens, blocks, chats, messages, uploads."""
 
     name: str = "store"
 
@@ -108,3 +108,120 @@ class Store(ABC):
     @abstractmethod
     async def blocked_ids_of(self, blocked_id: str, blocker_ids: list[str]) -> list[str]:
         """Which of `blocker_ids` have blocked `blocked_id` (one query for a whole page)."""
+
+    # chats and members
+    @abstractmethod
+    async def insert_chat(self, chat: Chat, members: list[Member]) -> None:
+        """Insert a chat with its members; `DuplicateKey("pair_key")` for a second private chat of a pair."""
+
+    @abstractmethod
+    async def get_chat(self, chat_id: str) -> Chat | None: ...
+
+    @abstractmethod
+    async def get_chats(self, chat_ids: list[str]) -> dict[str, Chat]: ...
+
+    @abstractmethod
+    async def get_private_chat(self, pair_key: str) -> Chat | None: ...
+
+    @abstractmethod
+    async def update_chat(self, chat_id: str, changes: dict[str, Any]) -> Chat | None: ...
+
+    @abstractmethod
+    async def delete_chat(self, chat_id: str) -> None:
+        """Remove the chat, its members and its messages."""
+
+    @abstractmethod
+    async def get_member(self, chat_id: str, user_id: str) -> Member | None: ...
+
+    @abstractmethod
+    async def list_members(self, chat_id: str) -> list[Member]:
+        """Members in the order they joined."""
+
+    @abstractmethod
+    async def add_members(self, members: list[Member]) -> None:
+        """Insert members; ones already present are left as they are."""
+
+    @abstractmethod
+    async def remove_member(self, chat_id: str, user_id: str) -> bool: ...
+
+    @abstractmethod
+    async def update_member(self, chat_id: str, user_id: str, changes: dict[str, Any]) -> Member | None: ...
+
+    @abstractmethod
+    async def advance_mark(self, chat_id: str, user_id: str, mark: str, message_id: str) -> bool:
+        """Move `last_read_id` or `last_delivered_id` forward to `message_id`; never back."""
+
+    @abstractmethod
+    async def user_chats(
+        self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
+    ) -> tuple[list[tuple[Chat, Member]], int]:
+        """The user's chats, latest activity first, with the user's membership, and the total."""
+
+    @abstractmethod
+    async def user_chat_ids(self, user_id: str) -> list[str]: ...
+
+    @abstractmethod
+    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
+        """Everyone who shares at least one chat with the user (the user excluded)."""
+
+    # messages
+    @abstractmethod
+    async def insert_message(self, message: Message) -> None:
+        """Insert and make it the chat's last message, atomically.
+
+        `DuplicateKey("client_id")` when the sender already used that client id.
+        """
+
+    @abstractmethod
+    async def get_message(self, message_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def get_messages(self, message_ids: list[str]) -> dict[str, Message]: ...
+
+    @abstractmethod
+    async def get_message_by_client_id(self, sender_id: str, client_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None: ...
+
+    @abstractmethod
+    async def list_messages(
+        self,
+        chat_id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        before: str | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> list[Message]:
+        """A page of history, newest first.
+
+        `before`: the newest `limit` messages older than that id. `after`: the
+        `limit` messages right after that id (the oldest of them), still newest
+        first. `search`: content contains it, case-insensitive, tombstones excluded.
+        """
+
+    @abstractmethod
+    async def count_messages(self, chat_id: str, search: str | None = None) -> int: ...
+
+    @abstractmethod
+    async def count_unread(self, chat_id: str, user_id: str, after_id: str | None) -> int:
+        """Messages from others newer than `after_id` (tombstones excluded)."""
+
+    @abstractmethod
+    async def messages_after(self, chat_ids: list[str], after_id: str, limit: int) -> list[Message]:
+        """Messages newer than `after_id` in any of the chats, oldest first."""
+
+    @abstractmethod
+    async def messages_changed_since(
+        self, chat_ids: list[str], since: str, before_id: str, limit: int
+    ) -> list[Message]:
+        """Messages created before `before_id` but edited or deleted after `since`."""
+
+    # uploads
+    @abstractmethod
+    async def insert_upload(self, upload: Upload) -> None: ...
+
+    @abstractmethod
+    async def get_upload(self, upload_id: str) -> Upload | None: ...

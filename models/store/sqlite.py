@@ -1,67 +1,13 @@
-"""The embedded default backend: one SQLite file through aiosqlite.
-
-WAL lets readers run while a write commits; `synchronous=NORMAL` keeps every
-committed transaction across a process crash (SIGKILL), which is the promise an
-acknowledgement makes. The schema is versioned with `PRAGMA user_version`: each
-entry of `MIGRATIONS` runs once, in order, inside a transaction. Every lookup the
-API makes has an index; `EXPLAIN QUERY PLAN` checks in the tests keep it so.
-"""
+"""The SQLite store: users, logins, reset tokens and blocks here, chats in `ChatTables`."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from models.documents import Page, Session, User
-from models.store.base import DuplicateKey, Store, StoreError
-
-MIGRATIONS: list[str] = [
-    # 1: users, logins, reset tokens, blocks
-    """
-    CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        email TEXT NOT NULL,
-        username TEXT NOT NULL,
-        password_hash TEXT NOT NULL,
-        phone TEXT,
-        avatar TEXT,
-        status TEXT NOT NULL DEFAULT '',
-        presence_setting TEXT NOT NULL DEFAULT 'online',
-        last_seen TEXT,
-        role TEXT NOT NULL DEFAULT 'user',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE UNIQUE INDEX users_email ON users (email);
-    CREATE UNIQUE INDEX users_username ON users (username COLLATE NOCASE);
-    CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
-        refresh_jti TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        revoked_at TEXT
-    );
-    CREATE INDEX sessions_user ON sessions (user_id) WHERE revoked_at IS NULL;
-    CREATE TABLE reset_tokens (
-        token_hash TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        used_at TEXT
-    );
-    CREATE TABLE blocks (
-        blocker_id TEXT NOT NULL,
-        blocked_id TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (blocker_id, blocked_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX blocks_blocked ON blocks (blocked_id, blocker_id);
-    """,
-]
+from models.store.sqlite_base import _like
+from models.store.sqlite_chats import ChatTables
 
 _USER_COLUMNS = (
     "id, email, username, password_hash, phone, avatar, status, presence_setting, last_seen, role,"
@@ -78,80 +24,8 @@ def _session(row: sqlite3.Row | None) -> Session | None:
     return Session(**dict(row)) if row is not None else None
 
 
-def _duplicate(exc: sqlite3.IntegrityError) -> DuplicateKey:
-    """Name the unique field from SQLite's message (`UNIQUE constraint failed: users.email`)."""
-    text = str(exc)
-    column = text.rsplit(".", 1)[-1] if "UNIQUE" in text else "id"
-    return DuplicateKey(column)
-
-
-class SqliteStore(Store):
+class SqliteStore(ChatTables):
     """`Store` on one aiosqlite connection (one thread, writes serialised)."""
-
-    name = "sqlite"
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError("store is not open")
-        return self._db
-
-    async def open(self) -> None:
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
-            await self._db.execute(f"PRAGMA {pragma}")
-        await self._migrate()
-
-    async def _migrate(self) -> None:
-        async with self.db.execute("PRAGMA user_version") as cur:
-            (version,) = await cur.fetchone()  # type: ignore[misc]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self.db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
-
-    async def schema_version(self) -> int:
-        async with self.db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def ping(self) -> None:
-        try:
-            await self._one("SELECT 1")
-        except (sqlite3.Error, ValueError) as exc:
-            raise StoreError(str(exc)) from exc
-
-    # helpers
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
-
-    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
-
-    async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement in its own transaction; return the rows it changed."""
-        try:
-            async with self.db.execute(sql, tuple(params)) as cur:
-                return cur.rowcount
-        except sqlite3.IntegrityError as exc:
-            raise _duplicate(exc) from exc
-
-    async def explain(self, sql: str, params: Iterable[Any] = ()) -> str:
-        """The query plan, for the tests that keep hot paths on indexes."""
-        rows = await self._all("EXPLAIN QUERY PLAN " + sql, params)
-        return "\n".join(str(row["detail"]) for row in rows)
 
     # users
     async def insert_user(self, user: User) -> None:
@@ -190,7 +64,7 @@ class SqliteStore(Store):
     async def search_users(self, query: str | None, page: int, limit: int) -> Page:
         where, params = "", []
         if query:
-            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = _like(query)
             where = "WHERE username LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\'"
             params = [pattern, pattern]
         total_row = await self._one(f"SELECT COUNT(*) FROM users {where}", params)

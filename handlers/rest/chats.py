@@ -1,0 +1,160 @@
+"""REST adapters for `/chats` and `/groups` (a group is a chat with `type: group`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.rest.auth import API
+from handlers.rest.common import caller, envelope, read_body, read_query
+from models.errors import ValidationFailed
+from schemas import chats as s
+from schemas.messages import ReadBody
+from server.keys import CHATS, MESSAGES
+
+_chat_out = s.ChatOut()
+_participant_out = s.ParticipantOut()
+
+
+def _list_answer(views: list, page: int, limit: int, total: int) -> web.Response:
+    """The seed answers chat lists as an array: `data` stays one, `pagination` sits beside it."""
+    pagination = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
+    return envelope(_chat_out.dump(views, many=True), extra={"pagination": pagination})
+
+
+async def list_chats(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    query = read_query(request, s.ChatListQuery())
+    views, total = await request.app[CHATS].list(identity, query["archived"], None, query["page"], query["limit"])
+    return _list_answer(views, query["page"], query["limit"], total)
+
+
+async def create_chat(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.CreateChat())
+    chats = request.app[CHATS]
+    if body["type"] == "private":
+        if len(body["participants"]) != 1:
+            raise ValidationFailed(details={"participants": ["A private chat takes exactly one other user."]})
+        view, created = await chats.create_private(identity, body["participants"][0])
+        message = "Chat created" if created else "Chat already exists"
+        return envelope(_chat_out.dump(view), message, status=201 if created else 200)
+    if not body.get("name"):
+        raise ValidationFailed(details={"name": ["Groups need a name."]})
+    view = await chats.create_group(identity, body)
+    return envelope(_chat_out.dump(view), "Chat created", status=201)
+
+
+async def get_chat(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    return envelope(_chat_out.dump(await request.app[CHATS].get(identity, request.match_info["id"])))
+
+
+async def update_chat(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.UpdateChat())
+    view = await request.app[CHATS].update(identity, request.match_info["id"], body)
+    return envelope(_chat_out.dump(view), "Chat updated")
+
+
+async def delete_chat(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[CHATS].delete(identity, request.match_info["id"])
+    return envelope(message="Chat deleted")
+
+
+def _flag(flag: str, value: bool):
+    async def handler(request: web.Request) -> web.Response:
+        identity = await caller(request)
+        view = await request.app[CHATS].set_flag(identity, request.match_info["id"], flag, value)
+        return envelope(_chat_out.dump(view), f"Chat {'' if value else 'un'}{flag}")
+
+    return handler
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, ReadBody()) if request.body_exists else {"messageId": None}
+    result = await request.app[MESSAGES].mark_read(identity, request.match_info["id"], body["messageId"])
+    return envelope(result, "Marked as read")
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    query = read_query(request, s.ChatListQuery())
+    views, total = await request.app[CHATS].list(identity, query["archived"], "group", query["page"], query["limit"])
+    return _list_answer(views, query["page"], query["limit"], total)
+
+
+async def create_group(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.CreateGroup())
+    view = await request.app[CHATS].create_group(identity, body)
+    return envelope(_chat_out.dump(view), "Group created", status=201)
+
+
+async def get_group(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    return envelope(_chat_out.dump(await request.app[CHATS].get(identity, request.match_info["id"], group=True)))
+
+
+async def update_group(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.UpdateChat())
+    view = await request.app[CHATS].update(identity, request.match_info["id"], body, group=True)
+    return envelope(_chat_out.dump(view), "Group updated")
+
+
+async def delete_group(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[CHATS].delete(identity, request.match_info["id"], group=True)
+    return envelope(message="Group deleted")
+
+
+async def add_participants(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.AddParticipants())
+    added = await request.app[CHATS].add_members(identity, request.match_info["id"], body["userIds"])
+    return envelope({"addedParticipants": _participant_out.dump(added, many=True)}, "Participants added")
+
+
+async def remove_participant(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[CHATS].remove_member(identity, request.match_info["id"], request.match_info["userId"])
+    return envelope(message="Participant removed")
+
+
+async def set_role(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.SetRole())
+    info = request.match_info
+    result = await request.app[CHATS].set_role(identity, info["id"], info["userId"], body["role"])
+    return envelope(result, "Role changed")
+
+
+async def leave_group(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    await request.app[CHATS].leave(identity, request.match_info["id"])
+    return envelope(message="Left the group")
+
+
+routes = [
+    web.get(f"{API}/chats", list_chats, allow_head=False),
+    web.post(f"{API}/chats", create_chat),
+    web.get(f"{API}/chats/{{id}}", get_chat, allow_head=False),
+    web.put(f"{API}/chats/{{id}}", update_chat),
+    web.delete(f"{API}/chats/{{id}}", delete_chat),
+    web.post(f"{API}/chats/{{id}}/archive", _flag("archived", True)),
+    web.delete(f"{API}/chats/{{id}}/archive", _flag("archived", False)),
+    web.post(f"{API}/chats/{{id}}/mute", _flag("muted", True)),
+    web.delete(f"{API}/chats/{{id}}/mute", _flag("muted", False)),
+    web.put(f"{API}/chats/{{id}}/read", mark_read),
+    web.get(f"{API}/groups", list_groups, allow_head=False),
+    web.post(f"{API}/groups", create_group),
+    web.get(f"{API}/groups/{{id}}", get_group, allow_head=False),
+    web.put(f"{API}/groups/{{id}}", update_group),
+    web.delete(f"{API}/groups/{{id}}", delete_group),
+    web.post(f"{API}/groups/{{id}}/participants", add_participants),
+    web.delete(f"{API}/groups/{{id}}/participants/{{userId}}", remove_participant),
+    web.put(f"{API}/groups/{{id}}/participants/{{userId}}/role", set_role),
+    web.post(f"{API}/groups/{{id}}/leave", leave_group),
+]

@@ -1,0 +1,108 @@
+"""REST adapters for `/messages` and `/uploads`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import BodyPartReader, web
+
+from handlers.rest.auth import API
+from handlers.rest.common import caller, envelope, read_body, read_query
+from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
+from models.messages import dump
+from schemas import messages as s
+from schemas.common import PaginationOut
+from schemas.uploads import UploadOut, UploadPurpose
+from server.keys import MESSAGES, UPLOADS
+
+_pagination = PaginationOut()
+_upload_out = UploadOut()
+CHUNK = 64 * 1024
+
+
+async def history(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    query = read_query(request, s.HistoryQuery())
+    views, total = await request.app[MESSAGES].history(identity, request.match_info["chatId"], query)
+    page, limit = query["page"], query["limit"]
+    pagination = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
+    return envelope({"messages": [dump(v) for v in views], "pagination": _pagination.dump(pagination)})
+
+
+async def send(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.SendMessage())
+    view, created = await request.app[MESSAGES].send(identity, body)
+    return envelope(dump(view), "Message sent" if created else "Message already sent", status=201 if created else 200)
+
+
+async def edit(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    body = await read_body(request, s.EditMessage())
+    view = await request.app[MESSAGES].edit(identity, request.match_info["id"], body)
+    return envelope(dump(view), "Message updated")
+
+
+async def delete(request: web.Request) -> web.Response:
+    identity = await caller(request)
+    result = await request.app[MESSAGES].delete(identity, request.match_info["id"])
+    return envelope(result, "Message deleted")
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK):
+        yield chunk
+
+
+async def upload(request: web.Request) -> web.Response:
+    """`multipart/form-data` with `file` (and `purpose`, before or after it), streamed to disk."""
+    identity = await caller(request)
+    uploads = request.app[UPLOADS]
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("Content-Type must be multipart/form-data")
+    if request.content_length is not None and request.content_length > uploads.max_size + 64 * 1024:
+        raise PayloadTooLarge(f"Files are limited to {uploads.max_size} bytes", code="FILE_001")
+    uploads.check_budget(identity)
+    reader = await request.multipart()
+    purpose, saved = "message", None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "purpose":
+            purpose = UploadPurpose().load({"purpose": (await part.text())[:32]})["purpose"]
+        elif part.name == "file" and saved is None:
+            saved = await uploads.stream_to_disk(
+                identity, part.filename, part.headers.get("Content-Type"), purpose, _chunks(part)
+            )
+        else:
+            await part.release()
+    if saved is None:
+        raise ValidationFailed(details={"file": ["Missing data for required field."]})
+    saved.purpose = purpose  # the form may name it before or after the file
+    await uploads.record(saved)
+    return envelope(_upload_out.dump(saved), "File uploaded", status=201)
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    uploaded, path = await request.app[UPLOADS].get(request.match_info["id"])
+    inline = request.app[UPLOADS].inline(uploaded.mime_type)
+    disposition = "inline" if inline else "attachment"
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": uploaded.mime_type if inline else "application/octet-stream",
+            "Content-Disposition": f'{disposition}; filename="{uploaded.filename}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )
+
+
+routes = [
+    web.get(f"{API}/messages/{{chatId}}", history, allow_head=False),
+    web.post(f"{API}/messages", send),
+    web.put(f"{API}/messages/{{id}}", edit),
+    web.delete(f"{API}/messages/{{id}}", delete),
+    web.post(f"{API}/uploads", upload),
+    web.get(f"{API}/uploads/{{id}}", download),
+]

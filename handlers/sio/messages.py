@@ -1,0 +1,54 @@
+"""Message events (`/messages` and `/`): thin handlers over `MessageService`.
+
+The socket that sent an event is its `origin`: it gets the ack, and every other
+socket in the chat (the sender's other devices included) gets the broadcast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema
+
+from handlers.sio.base import BaseNamespace
+from models.auth import Identity
+from models.messages import dump
+from schemas import messages as s
+
+
+class MessageEvents(BaseNamespace):
+    event_schemas: dict[str, type[Schema]] = {
+        "send_message": s.SendMessage,
+        "edit_message": s.EditMessageEvent,
+        "delete_message": s.MessageRef,
+        "typing_start": s.ChatRef,
+        "typing_stop": s.ChatRef,
+        "mark_read": s.MarkRead,
+        "message_delivered": s.MessageRef,
+        "sync": s.Sync,
+    }
+
+    async def on_send_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        view, _ = await self.services.messages.send(identity, data, origin=sid)
+        return dump(view)
+
+    async def on_edit_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return dump(await self.services.messages.edit(identity, data["messageId"], data, origin=sid))
+
+    async def on_delete_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.messages.delete(identity, data["messageId"], origin=sid)
+
+    async def on_typing_start(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.messages.typing(identity, data["chatId"], True, origin=sid)
+
+    async def on_typing_stop(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.messages.typing(identity, data["chatId"], False, origin=sid)
+
+    async def on_mark_read(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.messages.mark_read(identity, data["chatId"], data["messageId"], origin=sid)
+
+    async def on_message_delivered(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.messages.delivered(identity, data["messageId"])
+
+    async def on_sync(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.messages.sync(identity, data)

@@ -1,0 +1,236 @@
+"""Messages: send, edit, delete, history, catching up, receipts and typing.
+
+A message is in the store before anyone hears of it: the ack and `new_message`
+go out only after the insert has committed, so nothing acknowledged is lost. A
+`clientId` makes a send idempotent: a repeat returns the stored message and
+reaches nobody twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from models.auth import Identity
+from models.chats import ChatService
+from models.clock import iso, new_id, now_iso, parse_iso
+from models.documents import Message
+from models.errors import ChatNotFound, Forbidden, MessageRejected, RateLimited, ValidationFailed
+from models.notifier import Notifier
+from models.ratelimit import Budgets
+from models.store.base import DuplicateKey, Store
+from models.views import MessageView, delivery_status
+from schemas.messages import MessageOut
+
+_message_out = MessageOut()
+_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def dump(view: MessageView) -> dict[str, Any]:
+    return _message_out.dump(view)
+
+
+def id_floor(after: str) -> tuple[str, str]:
+    """A sync cursor (message id or ISO time) as (id bound, ISO time of that bound).
+
+    Ids begin with their creation time in milliseconds, so a time converts to the
+    largest id of that millisecond and an id to the time it was made.
+    """
+    if _ID.match(after):
+        return after, iso(datetime.fromtimestamp(int(after[:12], 16) / 1000, UTC))
+    try:
+        ms = int(parse_iso(after).timestamp() * 1000)
+    except ValueError:
+        raise ValidationFailed(details={"after": ["A message id or an ISO 8601 time."]}) from None
+    return f"{ms:012x}ffffffffffff", iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+class MessageService:
+    def __init__(self, store: Store, chats: ChatService, notifier: Notifier, budgets: Budgets) -> None:
+        self.store = store
+        self.chats = chats
+        self.notifier = notifier
+        self.budgets = budgets
+
+    def _spend(self, identity: Identity, kind: str) -> None:
+        wait = self.budgets.spend(identity.user.id, kind)
+        if wait is not None:
+            raise RateLimited(wait, f"Too many {kind}; slow down")
+
+    async def _own_message(self, identity: Identity, message_id: str) -> Message:
+        """The message if the caller is in its chat; missing and foreign answer alike."""
+        message = await self.store.get_message(message_id)
+        if message is None or await self.store.get_member(message.chat_id, identity.user.id) is None:
+            raise ChatNotFound("Message not found")
+        return message
+
+    async def send(
+        self, identity: Identity, data: dict[str, Any], origin: str | None = None
+    ) -> tuple[MessageView, bool]:
+        """Store and deliver a message; (view, False) for a repeated `clientId`."""
+        self._spend(identity, "messages")
+        me = identity.user
+        chat, _ = await self.chats.membership(data["chatId"], me.id)
+        if data.get("clientId"):
+            existing = await self.store.get_message_by_client_id(me.id, data["clientId"])
+            if existing is not None:
+                return await self._view(existing), False
+        if chat.type == "private":
+            members = await self.store.list_members(chat.id)
+            other = next((m.user_id for m in members if m.user_id != me.id), None)
+            if other is not None and await self.store.is_blocked(other, me.id):
+                raise Forbidden("This user does not accept messages from you")
+        if data.get("replyTo"):
+            replied = await self.store.get_message(data["replyTo"])
+            if replied is None or replied.chat_id != chat.id:
+                raise ValidationFailed(details={"replyTo": ["Not a message of this chat."]})
+        now = now_iso()
+        message = Message(
+            id=new_id(),
+            chat_id=chat.id,
+            sender_id=me.id,
+            content=data.get("content", ""),
+            type=data.get("type", "text"),
+            created_at=now,
+            updated_at=now,
+            metadata=data.get("metadata"),
+            reply_to=data.get("replyTo"),
+            client_id=data.get("clientId"),
+        )
+        try:
+            await self.store.insert_message(message)
+        except DuplicateKey:  # the same clientId raced in on another socket
+            existing = await self.store.get_message_by_client_id(me.id, data["clientId"])
+            if existing is None:
+                raise
+            return await self._view(existing), False
+        view = MessageView(message, me, "sent")
+        await self.notifier.to_chat(chat.id, "new_message", dump(view), origin)
+        return view, True
+
+    async def _view(self, message: Message) -> MessageView:
+        sender = await self.store.get_user(message.sender_id)
+        members = await self.store.list_members(message.chat_id)
+        return MessageView(message, sender, delivery_status(message, members))
+
+    async def edit(
+        self, identity: Identity, message_id: str, changes: dict[str, Any], origin: str | None = None
+    ) -> MessageView:
+        self._spend(identity, "messages")
+        message = await self._own_message(identity, message_id)
+        if message.sender_id != identity.user.id:
+            raise Forbidden("Only the sender may edit a message")
+        if message.deleted:
+            raise MessageRejected("A deleted message cannot be edited")
+        now = now_iso()
+        update = {"content": changes["content"], "edited_at": now, "updated_at": now}
+        if "metadata" in changes:
+            update["metadata"] = changes["metadata"]
+        message = await self.store.update_message(message.id, update) or message
+        payload = {"messageId": message.id, "chatId": message.chat_id, "content": message.content, "editedAt": now}
+        await self.notifier.to_chat(message.chat_id, "message_edited", payload, origin)
+        return await self._view(message)
+
+    async def delete(self, identity: Identity, message_id: str, origin: str | None = None) -> dict[str, Any]:
+        """The sender, or an admin of the group; the message stays as a tombstone."""
+        message = await self._own_message(identity, message_id)
+        if message.sender_id != identity.user.id:
+            chat = await self.store.get_chat(message.chat_id)
+            member = await self.store.get_member(message.chat_id, identity.user.id)
+            if chat is None or chat.type != "group" or member is None or member.role != "admin":
+                raise Forbidden("Only the sender or a group admin may delete a message")
+        payload = {"messageId": message.id, "chatId": message.chat_id, "deletedAt": message.updated_at}
+        if not message.deleted:
+            now = now_iso()
+            await self.store.update_message(
+                message.id, {"content": "", "metadata": None, "deleted": 1, "updated_at": now}
+            )
+            payload["deletedAt"] = now
+            await self.notifier.to_chat(message.chat_id, "message_deleted", payload, origin)
+        return payload
+
+    async def history(self, identity: Identity, chat_id: str, query: dict[str, Any]) -> tuple[list[MessageView], int]:
+        chat, _ = await self.chats.membership(chat_id, identity.user.id)
+        limit, page = query["limit"], query["page"]
+        cursor = query.get("before") or query.get("after")
+        messages = await self.store.list_messages(
+            chat.id,
+            limit=limit,
+            offset=0 if cursor else (page - 1) * limit,
+            before=query.get("before"),
+            after=query.get("after"),
+            search=query.get("search"),
+        )
+        total = await self.store.count_messages(chat.id, query.get("search"))
+        return await self._views(chat.id, messages), total
+
+    async def _views(self, chat_id: str, messages: list[Message]) -> list[MessageView]:
+        members = await self.store.list_members(chat_id)
+        senders = await self.store.get_users([m.sender_id for m in messages])
+        return [MessageView(m, senders.get(m.sender_id), delivery_status(m, members)) for m in messages]
+
+    async def _views_across(self, messages: list[Message]) -> list[MessageView]:
+        """Views of messages from several chats, in the order given."""
+        by_chat: dict[str, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_chat[message.chat_id].append(message)
+        views = {}
+        for chat_id, group in by_chat.items():
+            for view in await self._views(chat_id, group):
+                views[view.message.id] = view
+        return [views[m.id] for m in messages]
+
+    async def sync(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+        """What the caller missed since `after`: new messages (oldest first) and later edits and deletes."""
+        bound, since = id_floor(data["after"])
+        if data.get("chatId"):
+            chat, _ = await self.chats.membership(data["chatId"], identity.user.id)
+            chat_ids = [chat.id]
+        else:
+            chat_ids = await self.store.user_chat_ids(identity.user.id)
+        limit = data["limit"]
+        new = await self.store.messages_after(chat_ids, bound, limit + 1)
+        changed = await self.store.messages_changed_since(chat_ids, since, bound, limit)
+        has_more = len(new) > limit
+        new = new[:limit]
+        return {
+            "messages": [dump(v) for v in await self._views_across(new)],
+            "changed": [dump(v) for v in await self._views_across(changed)],
+            "hasMore": has_more,
+            "cursor": new[-1].id if new else bound if len(data["after"]) == 24 else data["after"],
+        }
+
+    async def delivered(self, identity: Identity, message_id: str) -> dict[str, Any]:
+        self._spend(identity, "reads")
+        message = await self._own_message(identity, message_id)
+        at = now_iso()
+        status = {
+            "chatId": message.chat_id,
+            "messageId": message.id,
+            "userId": identity.user.id,
+            "status": "delivered",
+            "at": at,
+        }
+        if message.sender_id != identity.user.id and await self.store.advance_mark(
+            message.chat_id, identity.user.id, "last_delivered_id", message.id
+        ):
+            await self.notifier.to_users([message.sender_id], "message_status", status)
+        return status
+
+    async def mark_read(
+        self, identity: Identity, chat_id: str, message_id: str | None, origin: str | None = None
+    ) -> dict[str, Any]:
+        self._spend(identity, "reads")
+        return await self.chats.mark_read(identity, chat_id, message_id, origin)
+
+    async def typing(
+        self, identity: Identity, chat_id: str, started: bool, origin: str | None = None
+    ) -> dict[str, Any]:
+        """Relayed to the other members' sockets, never stored; the first thing dropped for slow readers."""
+        self._spend(identity, "typing")
+        chat, _ = await self.chats.membership(chat_id, identity.user.id)
+        payload = {"chatId": chat.id, "userId": identity.user.id, "username": identity.user.username}
+        await self.notifier.to_chat(chat.id, "typing_start" if started else "typing_stop", payload, origin)
+        return payload

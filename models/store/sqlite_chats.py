@@ -1,0 +1,295 @@
+"""Chats, members, messages and uploads in SQLite (a table group of `SqliteStore`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from models.documents import Chat, Member, Message, Upload
+from models.store.sqlite_base import SqliteBase, _duplicate, _like, _placeholders
+
+
+_CHAT_FIELDS = tuple(Chat.__slots__)  # type: ignore[attr-defined]
+_MEMBER_FIELDS = tuple(Member.__slots__)  # type: ignore[attr-defined]
+_CHAT_SELECT = ", ".join(f"c.{name}" for name in _CHAT_FIELDS)
+_MEMBER_SELECT = ", ".join(f"m.{name}" for name in _MEMBER_FIELDS)
+
+
+def _chat(row: sqlite3.Row | dict[str, Any]) -> Chat:
+    chat = Chat(**dict(row))
+    chat.only_admins_add = bool(chat.only_admins_add)
+    return chat
+
+
+def _member(row: sqlite3.Row | dict[str, Any]) -> Member:
+    member = Member(**dict(row))
+    member.muted, member.archived = bool(member.muted), bool(member.archived)
+    return member
+
+
+_MESSAGE_COLUMNS = (
+    "id, chat_id, sender_id, content, type, metadata, reply_to, client_id, edited_at, deleted, created_at, updated_at"
+)
+
+
+def _message(row: sqlite3.Row) -> Message:
+    message = Message(**dict(row))
+    message.metadata = orjson.loads(message.metadata) if message.metadata else None  # type: ignore[arg-type]
+    message.deleted = bool(message.deleted)
+    return message
+
+
+class ChatTables(SqliteBase):
+    # chats and members
+    async def insert_chat(self, chat: Chat, members: list[Member]) -> None:
+        columns = [f for f in Chat.__slots__]  # type: ignore[attr-defined]
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.execute(
+                f"INSERT INTO chats ({', '.join(columns)}) VALUES ({_placeholders(columns)})",
+                [getattr(chat, c) for c in columns],
+            )
+            await self._insert_members(members)
+            await self.db.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            await self.db.execute("ROLLBACK")
+            raise _duplicate(exc) from exc
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+
+    async def _insert_members(self, members: list[Member]) -> None:
+        columns = list(Member.__slots__)  # type: ignore[attr-defined]
+        await self.db.executemany(
+            f"INSERT OR IGNORE INTO members ({', '.join(columns)}) VALUES ({_placeholders(columns)})",
+            [[getattr(m, c) for c in columns] for m in members],
+        )
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        row = await self._one("SELECT * FROM chats WHERE id = ?", (chat_id,))
+        return _chat(row) if row else None
+
+    async def get_chats(self, chat_ids: list[str]) -> dict[str, Chat]:
+        if not chat_ids:
+            return {}
+        rows = await self._all(f"SELECT * FROM chats WHERE id IN ({_placeholders(chat_ids)})", chat_ids)
+        return {row["id"]: _chat(row) for row in rows}
+
+    async def get_private_chat(self, pair_key: str) -> Chat | None:
+        row = await self._one("SELECT * FROM chats WHERE pair_key = ?", (pair_key,))
+        return _chat(row) if row else None
+
+    async def update_chat(self, chat_id: str, changes: dict[str, Any]) -> Chat | None:
+        if changes:
+            assignments = ", ".join(f"{name} = ?" for name in changes)
+            await self._write(f"UPDATE chats SET {assignments} WHERE id = ?", [*changes.values(), chat_id])
+        return await self.get_chat(chat_id)
+
+    async def delete_chat(self, chat_id: str) -> None:
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            await self.db.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+            await self.db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+
+    async def get_member(self, chat_id: str, user_id: str) -> Member | None:
+        row = await self._one("SELECT * FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id))
+        return _member(row) if row else None
+
+    async def list_members(self, chat_id: str) -> list[Member]:
+        rows = await self._all("SELECT * FROM members WHERE chat_id = ? ORDER BY joined_at, user_id", (chat_id,))
+        return [_member(row) for row in rows]
+
+    async def add_members(self, members: list[Member]) -> None:
+        await self._insert_members(members)
+
+    async def remove_member(self, chat_id: str, user_id: str) -> bool:
+        return await self._write("DELETE FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)) > 0
+
+    async def update_member(self, chat_id: str, user_id: str, changes: dict[str, Any]) -> Member | None:
+        if changes:
+            assignments = ", ".join(f"{name} = ?" for name in changes)
+            await self._write(
+                f"UPDATE members SET {assignments} WHERE chat_id = ? AND user_id = ?",
+                [*changes.values(), chat_id, user_id],
+            )
+        return await self.get_member(chat_id, user_id)
+
+    async def advance_mark(self, chat_id: str, user_id: str, mark: str, message_id: str) -> bool:
+        if mark not in ("last_read_id", "last_delivered_id"):
+            raise ValueError(mark)
+        changed = await self._write(
+            f"UPDATE members SET {mark} = ? WHERE chat_id = ? AND user_id = ? AND ({mark} IS NULL OR {mark} < ?)",
+            (message_id, chat_id, user_id, message_id),
+        )
+        return changed > 0
+
+    async def user_chats(
+        self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
+    ) -> tuple[list[tuple[Chat, Member]], int]:
+        where, params = ["m.user_id = ?"], [user_id]
+        if archived is not None:
+            where.append("m.archived = ?")
+            params.append(int(archived))
+        if chat_type is not None:
+            where.append("c.type = ?")
+            params.append(chat_type)
+        clause = " AND ".join(where)
+        total = await self._one(
+            f"SELECT COUNT(*) FROM members m JOIN chats c ON c.id = m.chat_id WHERE {clause}", params
+        )
+        rows = await self._all(
+            f"SELECT {_CHAT_SELECT}, {_MEMBER_SELECT} FROM members m JOIN chats c ON c.id = m.chat_id WHERE {clause}"
+            " ORDER BY c.last_activity DESC, c.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, (page - 1) * limit],
+        )
+        width = len(_CHAT_FIELDS)
+        out = []
+        for row in rows:
+            values = tuple(row)
+            chat = _chat(dict(zip(_CHAT_FIELDS, values[:width], strict=True)))
+            member = _member(dict(zip(_MEMBER_FIELDS, values[width:], strict=True)))
+            out.append((chat, member))
+        return out, int(total[0]) if total else 0
+
+    async def user_chat_ids(self, user_id: str) -> list[str]:
+        rows = await self._all("SELECT chat_id FROM members WHERE user_id = ?", (user_id,))
+        return [row["chat_id"] for row in rows]
+
+    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
+        rows = await self._all(
+            "SELECT DISTINCT o.user_id FROM members m JOIN members o ON o.chat_id = m.chat_id"
+            " WHERE m.user_id = ? AND o.user_id != ?",
+            (user_id, user_id),
+        )
+        return [row["user_id"] for row in rows]
+
+    # messages
+    async def insert_message(self, message: Message) -> None:
+        await self._write(
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+            (
+                message.id,
+                message.chat_id,
+                message.sender_id,
+                message.content,
+                message.type,
+                orjson.dumps(message.metadata).decode() if message.metadata is not None else None,
+                message.reply_to,
+                message.client_id,
+                message.edited_at,
+                int(message.deleted),
+                message.created_at,
+                message.updated_at,
+            ),
+        )
+
+    async def get_message(self, message_id: str) -> Message | None:
+        row = await self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        return _message(row) if row else None
+
+    async def get_messages(self, message_ids: list[str]) -> dict[str, Message]:
+        ids = list(dict.fromkeys(i for i in message_ids if i))
+        if not ids:
+            return {}
+        rows = await self._all(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({_placeholders(ids)})", ids)
+        return {row["id"]: _message(row) for row in rows}
+
+    async def get_message_by_client_id(self, sender_id: str, client_id: str) -> Message | None:
+        row = await self._one(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_id = ?", (sender_id, client_id)
+        )
+        return _message(row) if row else None
+
+    async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None:
+        if changes:
+            values = {
+                k: (orjson.dumps(v).decode() if k == "metadata" and v is not None else v) for k, v in changes.items()
+            }
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            await self._write(f"UPDATE messages SET {assignments} WHERE id = ?", [*values.values(), message_id])
+        return await self.get_message(message_id)
+
+    async def list_messages(
+        self,
+        chat_id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        before: str | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> list[Message]:
+        where, params = ["chat_id = ?"], [chat_id]
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        if after is not None:
+            where.append("id > ?")
+            params.append(after)
+        if search:
+            where.append("deleted = 0 AND content LIKE ? ESCAPE '\\'")
+            params.append(_like(search))
+        order = "ASC" if after is not None and before is None else "DESC"
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        messages = [_message(row) for row in rows]
+        return messages[::-1] if order == "ASC" else messages
+
+    async def count_messages(self, chat_id: str, search: str | None = None) -> int:
+        if not search:
+            row = await self._one("SELECT message_count FROM chats WHERE id = ?", (chat_id,))
+        else:
+            row = await self._one(
+                "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND deleted = 0 AND content LIKE ? ESCAPE '\\'",
+                (chat_id, _like(search)),
+            )
+        return int(row[0]) if row else 0
+
+    async def count_unread(self, chat_id: str, user_id: str, after_id: str | None) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND id > ? AND sender_id != ? AND deleted = 0",
+            (chat_id, after_id or "", user_id),
+        )
+        return int(row[0]) if row else 0
+
+    async def messages_after(self, chat_ids: list[str], after_id: str, limit: int) -> list[Message]:
+        if not chat_ids:
+            return []
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({_placeholders(chat_ids)}) AND id > ?"
+            " ORDER BY id LIMIT ?",
+            [*chat_ids, after_id, limit],
+        )
+        return [_message(row) for row in rows]
+
+    async def messages_changed_since(
+        self, chat_ids: list[str], since: str, before_id: str, limit: int
+    ) -> list[Message]:
+        if not chat_ids:
+            return []
+        rows = await self._all(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({_placeholders(chat_ids)})"
+            " AND updated_at > ? AND id <= ? ORDER BY updated_at LIMIT ?",
+            [*chat_ids, since, before_id, limit],
+        )
+        return [_message(row) for row in rows]
+
+    # uploads
+    async def insert_upload(self, upload: Upload) -> None:
+        columns = list(Upload.__slots__)  # type: ignore[attr-defined]
+        await self._write(
+            f"INSERT INTO uploads ({', '.join(columns)}) VALUES ({_placeholders(columns)})",
+            [getattr(upload, c) for c in columns],
+        )
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        row = await self._one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        return Upload(**dict(row)) if row else None

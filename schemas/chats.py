@@ -1,0 +1,82 @@
+"""Chats and groups on the wire and the inputs that make and change them."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from schemas.common import InputSchema, PageQuery, text
+from schemas.messages import MessageOut, object_id
+from schemas.users import avatar
+
+MAX_PARTICIPANTS = 500
+
+
+class ParticipantOut(Schema):
+    id = fields.String()
+    username = fields.String()
+    avatar = fields.String(allow_none=True)
+    role = fields.String()
+    joinedAt = fields.String(attribute="joined_at")
+    presence = fields.String()
+
+
+class ChatSettingsOut(Schema):
+    muted = fields.Boolean()
+    archived = fields.Boolean()
+
+
+class ChatOut(Schema):
+    """`settings`, `unreadCount` and `role` are the viewer's own (absent in broadcasts)."""
+
+    id = fields.String(attribute="chat.id")
+    name = fields.String(allow_none=True)
+    type = fields.String(attribute="chat.type")
+    description = fields.String(attribute="chat.description")
+    avatar = fields.String(attribute="chat.avatar", allow_none=True)
+    onlyAdminsCanAdd = fields.Boolean(attribute="chat.only_admins_add")
+    participants = fields.List(fields.Nested(ParticipantOut))
+    participantCount = fields.Function(lambda view: len(view.participants))
+    lastMessage = fields.Nested(MessageOut, attribute="last_message", allow_none=True)
+    unreadCount = fields.Integer(attribute="unread_count", allow_none=True)
+    settings = fields.Nested(ChatSettingsOut, allow_none=True)
+    role = fields.String(allow_none=True)
+    createdBy = fields.String(attribute="chat.created_by")
+    createdAt = fields.String(attribute="chat.created_at")
+    updatedAt = fields.String(attribute="chat.updated_at")
+    lastActivity = fields.String(attribute="chat.last_activity")
+
+
+class CreateChat(InputSchema):
+    type = fields.String(required=True, validate=validate.OneOf(["private", "group"]))
+    name = text(1, 100, load_default=None)
+    description = text(0, 500, load_default="")
+    avatar = avatar()
+    participants = fields.List(object_id(), required=True, validate=validate.Length(min=1, max=MAX_PARTICIPANTS))
+    onlyAdminsCanAdd = fields.Boolean(load_default=False)
+
+
+class CreateGroup(InputSchema):
+    name = text(1, 100, required=True)
+    description = text(0, 500, load_default="")
+    avatar = avatar()
+    participants = fields.List(object_id(), required=True, validate=validate.Length(max=MAX_PARTICIPANTS))
+    onlyAdminsCanAdd = fields.Boolean(load_default=False)
+
+
+class UpdateChat(InputSchema):
+    name = text(1, 100)
+    description = text(0, 500)
+    avatar = avatar()
+    onlyAdminsCanAdd = fields.Boolean()
+
+
+class AddParticipants(InputSchema):
+    userIds = fields.List(object_id(), required=True, validate=validate.Length(min=1, max=MAX_PARTICIPANTS))
+
+
+class SetRole(InputSchema):
+    role = fields.String(required=True, validate=validate.OneOf(["admin", "member"]))
+
+
+class ChatListQuery(PageQuery):
+    archived = fields.Boolean(load_default=False)

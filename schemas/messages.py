@@ -1,0 +1,108 @@
+"""Messages on the wire and the inputs that make and change them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from schemas.common import InputSchema, PageQuery, text
+
+MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
+MAX_CONTENT = 10_000
+MAX_METADATA_BYTES = 8 * 1024
+ID = validate.Regexp(r"^[0-9a-f]{24}$", error="Not a valid id.")
+
+
+def object_id(**kwargs: Any) -> fields.String:
+    return fields.String(validate=ID, **kwargs)
+
+
+class Metadata(fields.Dict):
+    """A JSON object of at most 8 KiB, so one message cannot carry megabytes beside its content."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            size = len(orjson.dumps(result))
+        except TypeError:
+            raise ValidationError("Not valid JSON.") from None
+        if size > MAX_METADATA_BYTES:
+            raise ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
+        return result
+
+
+class SendMessage(InputSchema):
+    chatId = object_id(required=True)
+    content = fields.String(load_default="", validate=validate.Length(max=MAX_CONTENT))
+    type = fields.String(load_default="text", validate=validate.OneOf(MESSAGE_TYPES))
+    metadata = Metadata(keys=fields.String(), load_default=None, allow_none=True)
+    replyTo = object_id(load_default=None, allow_none=True)
+    clientId = text(1, 100, load_default=None, allow_none=True)
+
+    @validates_schema
+    def _text_has_content(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("type", "text") == "text" and not data.get("content", "").strip():
+            raise ValidationError("Text messages need 1 to 10000 characters.", "content")
+
+
+class EditMessage(InputSchema):
+    content = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CONTENT))
+    metadata = Metadata(keys=fields.String(), allow_none=True)
+
+
+class EditMessageEvent(EditMessage):
+    messageId = object_id(required=True)
+
+
+class MessageRef(InputSchema):
+    messageId = object_id(required=True)
+
+
+class ChatRef(InputSchema):
+    chatId = object_id(required=True)
+
+
+class MarkRead(InputSchema):
+    chatId = object_id(required=True)
+    messageId = object_id(load_default=None, allow_none=True)
+
+
+class ReadBody(InputSchema):
+    messageId = object_id(load_default=None, allow_none=True)
+
+
+class HistoryQuery(PageQuery):
+    before = object_id(load_default=None)
+    after = object_id(load_default=None)
+    search = text(1, 200, load_default=None)
+
+
+class Sync(InputSchema):
+    chatId = object_id(load_default=None, allow_none=True)
+    after = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=1000))
+
+
+class SenderOut(Schema):
+    id = fields.String()
+    username = fields.String()
+    avatar = fields.String(allow_none=True)
+
+
+class MessageOut(Schema):
+    id = fields.String(attribute="message.id")
+    chatId = fields.String(attribute="message.chat_id")
+    senderId = fields.String(attribute="message.sender_id")
+    sender = fields.Nested(SenderOut, allow_none=True)
+    content = fields.String(attribute="message.content")
+    type = fields.String(attribute="message.type")
+    metadata = fields.Dict(attribute="message.metadata", allow_none=True)
+    replyTo = fields.String(attribute="message.reply_to", allow_none=True)
+    clientId = fields.String(attribute="message.client_id", allow_none=True)
+    status = fields.String()
+    editedAt = fields.String(attribute="message.edited_at", allow_none=True)
+    deleted = fields.Boolean(attribute="message.deleted")
+    createdAt = fields.String(attribute="message.created_at")
+    updatedAt = fields.String(attribute="message.updated_at")
