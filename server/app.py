@@ -21,6 +21,7 @@ from handlers.rest import auth as rest_auth
 from handlers.rest import chats as rest_chats
 from handlers.rest import messages as rest_messages
 from handlers.rest import users as rest_users
+from handlers.rest.cors import cors_middleware
 from handlers.rest.middleware import errors, request_ids
 from handlers.sio.base import Services, SocketServer
 from handlers.sio.namespaces import build_namespaces
@@ -150,7 +151,10 @@ async def _close_sockets(sio: socketio.AsyncServer) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[request_ids, errors], client_max_size=config.server.max_body_size)
+    app = web.Application(
+        middlewares=[request_ids, cors_middleware(config.server.cors_origins), errors],
+        client_max_size=config.server.max_body_size,
+    )
     app[CONFIG] = config
     app[STARTED_AT] = time.monotonic()
     app[PRESENCE] = PresenceService()

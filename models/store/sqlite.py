@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from models.documents import Page, Session, User
-from models.store.sqlite_base import _like
+from models.store.sqlite_base import like_pattern
 from models.store.sqlite_chats import ChatTables
 
 _USER_COLUMNS = (
@@ -64,7 +64,7 @@ class SqliteStore(ChatTables):
     async def search_users(self, query: str | None, page: int, limit: int) -> Page:
         where, params = "", []
         if query:
-            pattern = _like(query)
+            pattern = like_pattern(query)
             where = "WHERE username LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\'"
             params = [pattern, pattern]
         total_row = await self._one(f"SELECT COUNT(*) FROM users {where}", params)

@@ -20,15 +20,15 @@ from models.store.base import DuplicateKey, Store, StoreError
 from models.store.sqlite_schema import MIGRATIONS
 
 
-def _placeholders(values: list[Any]) -> str:
+def placeholders(values: list[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _like(text: str) -> str:
+def like_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _duplicate(exc: sqlite3.IntegrityError) -> DuplicateKey:
+def duplicate_key(exc: sqlite3.IntegrityError) -> DuplicateKey:
     """Name the unique field from SQLite's message (`UNIQUE constraint failed: users.email`)."""
     text = str(exc)
     column = text.rsplit(".", 1)[-1] if "UNIQUE" in text else "id"
@@ -96,7 +96,7 @@ class SqliteBase(Store):
             async with self.db.execute(sql, tuple(params)) as cur:
                 return cur.rowcount
         except sqlite3.IntegrityError as exc:
-            raise _duplicate(exc) from exc
+            raise duplicate_key(exc) from exc
 
     async def explain(self, sql: str, params: Iterable[Any] = ()) -> str:
         """The query plan, for the tests that keep hot paths on indexes."""

@@ -8,8 +8,7 @@ from typing import Any
 import orjson
 
 from models.documents import Chat, Member, Message, Upload
-from models.store.sqlite_base import SqliteBase, _duplicate, _like, _placeholders
-
+from models.store.sqlite_base import SqliteBase, duplicate_key, like_pattern, placeholders
 
 _CHAT_FIELDS = tuple(Chat.__slots__)  # type: ignore[attr-defined]
 _MEMBER_FIELDS = tuple(Member.__slots__)  # type: ignore[attr-defined]
@@ -48,14 +47,14 @@ class ChatTables(SqliteBase):
         try:
             await self.db.execute("BEGIN IMMEDIATE")
             await self.db.execute(
-                f"INSERT INTO chats ({', '.join(columns)}) VALUES ({_placeholders(columns)})",
+                f"INSERT INTO chats ({', '.join(columns)}) VALUES ({placeholders(columns)})",
                 [getattr(chat, c) for c in columns],
             )
             await self._insert_members(members)
             await self.db.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             await self.db.execute("ROLLBACK")
-            raise _duplicate(exc) from exc
+            raise duplicate_key(exc) from exc
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
@@ -63,7 +62,7 @@ class ChatTables(SqliteBase):
     async def _insert_members(self, members: list[Member]) -> None:
         columns = list(Member.__slots__)  # type: ignore[attr-defined]
         await self.db.executemany(
-            f"INSERT OR IGNORE INTO members ({', '.join(columns)}) VALUES ({_placeholders(columns)})",
+            f"INSERT OR IGNORE INTO members ({', '.join(columns)}) VALUES ({placeholders(columns)})",
             [[getattr(m, c) for c in columns] for m in members],
         )
 
@@ -74,7 +73,7 @@ class ChatTables(SqliteBase):
     async def get_chats(self, chat_ids: list[str]) -> dict[str, Chat]:
         if not chat_ids:
             return {}
-        rows = await self._all(f"SELECT * FROM chats WHERE id IN ({_placeholders(chat_ids)})", chat_ids)
+        rows = await self._all(f"SELECT * FROM chats WHERE id IN ({placeholders(chat_ids)})", chat_ids)
         return {row["id"]: _chat(row) for row in rows}
 
     async def get_private_chat(self, pair_key: str) -> Chat | None:
@@ -197,7 +196,7 @@ class ChatTables(SqliteBase):
         ids = list(dict.fromkeys(i for i in message_ids if i))
         if not ids:
             return {}
-        rows = await self._all(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({_placeholders(ids)})", ids)
+        rows = await self._all(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({placeholders(ids)})", ids)
         return {row["id"]: _message(row) for row in rows}
 
     async def get_message_by_client_id(self, sender_id: str, client_id: str) -> Message | None:
@@ -234,7 +233,7 @@ class ChatTables(SqliteBase):
             params.append(after)
         if search:
             where.append("deleted = 0 AND content LIKE ? ESCAPE '\\'")
-            params.append(_like(search))
+            params.append(like_pattern(search))
         order = "ASC" if after is not None and before is None else "DESC"
         rows = await self._all(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ? OFFSET ?",
@@ -249,7 +248,7 @@ class ChatTables(SqliteBase):
         else:
             row = await self._one(
                 "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND deleted = 0 AND content LIKE ? ESCAPE '\\'",
-                (chat_id, _like(search)),
+                (chat_id, like_pattern(search)),
             )
         return int(row[0]) if row else 0
 
@@ -264,7 +263,7 @@ class ChatTables(SqliteBase):
         if not chat_ids:
             return []
         rows = await self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({_placeholders(chat_ids)}) AND id > ?"
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({placeholders(chat_ids)}) AND id > ?"
             " ORDER BY id LIMIT ?",
             [*chat_ids, after_id, limit],
         )
@@ -276,7 +275,7 @@ class ChatTables(SqliteBase):
         if not chat_ids:
             return []
         rows = await self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({_placeholders(chat_ids)})"
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id IN ({placeholders(chat_ids)})"
             " AND updated_at > ? AND id <= ? ORDER BY updated_at LIMIT ?",
             [*chat_ids, since, before_id, limit],
         )
@@ -286,7 +285,7 @@ class ChatTables(SqliteBase):
     async def insert_upload(self, upload: Upload) -> None:
         columns = list(Upload.__slots__)  # type: ignore[attr-defined]
         await self._write(
-            f"INSERT INTO uploads ({', '.join(columns)}) VALUES ({_placeholders(columns)})",
+            f"INSERT INTO uploads ({', '.join(columns)}) VALUES ({placeholders(columns)})",
             [getattr(upload, c) for c in columns],
         )
 
