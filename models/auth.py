@@ -207,7 +207,11 @@ class AuthService:
         user_id = await self.store.consume_reset_token(_digest(token), now_iso())
         if user_id is None:
             raise Unauthenticated("Reset token is invalid, used or expired")
-        await self.store.update_user(user_id, {"password_hash": await self.hasher.hash(new), "updated_at": now_iso()})
+        changed = await self.store.update_user(
+            user_id, {"password_hash": await self.hasher.hash(new), "updated_at": now_iso()}
+        )
+        if changed is None:  # the account was deleted after the mail went out
+            raise Unauthenticated("Reset token is invalid, used or expired")
         await self.revoke_all(user_id)
 
 

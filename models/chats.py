@@ -258,11 +258,12 @@ class ChatService:
             return
         await self._keep_an_admin(chat, remaining)
 
-    async def _keep_an_admin(self, chat: Chat, members: list[Member]) -> None:
-        """A group always has an admin: the longest-standing member is promoted."""
+    async def _keep_an_admin(self, chat: Chat, members: list[Member], passed_over: str | None = None) -> None:
+        """A group always has an admin: the longest-standing member (other than `passed_over`) is promoted."""
         if any(m.role == "admin" for m in members):
             return
-        await self.store.update_member(chat.id, members[0].user_id, {"role": "admin"})
+        heir = next((m for m in members if m.user_id != passed_over), members[0])
+        await self.store.update_member(chat.id, heir.user_id, {"role": "admin"})
         await self._announce_updated(await self.store.get_chat(chat.id) or chat)
 
     async def set_role(self, identity: Identity, chat_id: str, user_id: str, role: str) -> dict[str, str]:
@@ -270,7 +271,7 @@ class ChatService:
         self._require_admin(chat, member, "change roles")
         if await self.store.update_member(chat.id, user_id, {"role": role}) is None:
             raise UserNotFound("Not a member of this group")
-        await self._keep_an_admin(chat, await self.store.list_members(chat.id))
+        await self._keep_an_admin(chat, await self.store.list_members(chat.id), passed_over=user_id)
         await self._announce_updated(chat)
         return {"userId": user_id, "role": role}
 

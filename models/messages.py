@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from models.auth import Identity
@@ -26,6 +26,7 @@ from schemas.messages import MessageOut
 
 _message_out = MessageOut()
 _ID = re.compile(r"^[0-9a-f]{24}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def dump(view: MessageView) -> dict[str, Any]:
@@ -38,13 +39,16 @@ def id_floor(after: str) -> tuple[str, str]:
     Ids begin with their creation time in milliseconds, so a time converts to the
     largest id of that millisecond and an id to the time it was made.
     """
-    if _ID.match(after):
-        return after, iso(datetime.fromtimestamp(int(after[:12], 16) / 1000, UTC))
     try:
-        ms = int(parse_iso(after).timestamp() * 1000)
-    except ValueError:
+        if _ID.match(after):
+            return after, iso(_EPOCH + timedelta(milliseconds=int(after[:12], 16)))
+        moment = parse_iso(after)
+        if moment.tzinfo is None:  # no offset: UTC, like every time on the wire (not the server's zone)
+            moment = moment.replace(tzinfo=UTC)
+        ms = max(0, (moment - _EPOCH) // timedelta(milliseconds=1))  # exact; before the epoch means everything
+        return f"{ms:012x}ffffffffffff", iso(_EPOCH + timedelta(milliseconds=ms))
+    except (ValueError, OverflowError):  # not a time, or past year 9999 in UTC
         raise ValidationFailed(details={"after": ["A message id or an ISO 8601 time."]}) from None
-    return f"{ms:012x}ffffffffffff", iso(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 class MessageService:
@@ -225,12 +229,12 @@ class MessageService:
         self._spend(identity, "reads")
         return await self.chats.mark_read(identity, chat_id, message_id, origin)
 
-    async def typing(
-        self, identity: Identity, chat_id: str, started: bool, origin: str | None = None
-    ) -> dict[str, Any]:
-        """Relayed to the other members' sockets, never stored; the first thing dropped for slow readers."""
+    async def typing(self, identity: Identity, chat_id: str, started: bool) -> dict[str, Any]:
+        """Relayed to the other members' sockets (not the typist's own devices), never stored;
+        the first thing dropped for slow readers."""
         self._spend(identity, "typing")
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
         payload = {"chatId": chat.id, "userId": identity.user.id, "username": identity.user.username}
-        await self.notifier.to_chat(chat.id, "typing_start" if started else "typing_stop", payload, origin)
+        others = [m.user_id for m in await self.store.list_members(chat.id) if m.user_id != identity.user.id]
+        await self.notifier.to_users(others, "typing_start" if started else "typing_stop", payload)
         return payload

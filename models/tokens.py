@@ -9,6 +9,7 @@ reuse, and revokes the whole login.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -64,17 +65,31 @@ def load_or_create_secret(configured: str, data_dir: Path) -> tuple[str, bool]:
     """The configured secret, or one generated once and kept in the data folder.
 
     Returns the secret and whether it was generated (the caller warns: production
-    must configure its own so that every process and machine shares it).
+    must configure its own so that every process and machine shares it). The file
+    is private (0600) from its first byte, and processes that start together all
+    end up with the one secret that reached the disk first.
     """
     if configured:
         return configured, False
     path = data_dir / "jwt_secret"
-    if path.exists():
-        return path.read_text(encoding="ascii").strip(), True
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(secret, encoding="ascii")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".jwt_secret.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as file:
+                file.write(secrets.token_urlsafe(48))
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(tmp, path)  # atomic, and fails if another process was first
+            except FileExistsError:
+                pass  # use the secret of the process that was first
+            except OSError:
+                os.replace(tmp, path)  # a file system without hard links: still atomic
+        finally:
+            tmp.unlink(missing_ok=True)
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} is damaged (empty or too short); delete it to generate a new one")
     return secret, True

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.common import InputSchema, PageQuery, text
 from schemas.messages import MessageOut, object_id
 from schemas.users import avatar
 
 MAX_PARTICIPANTS = 500
+
+
+class IdList(fields.List):
+    """A list of ids whose errors name the item as text: an int key would not serialize as a JSON object key."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(object_id(), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as exc:
+            if not isinstance(exc.messages, dict):
+                raise
+            flat = [f"Item {index}: {text}" for index, texts in exc.messages.items() for text in texts]
+            raise ValidationError(flat) from None
 
 
 class ParticipantOut(Schema):
@@ -51,7 +69,7 @@ class CreateChat(InputSchema):
     name = text(1, 100, load_default=None)
     description = text(0, 500, load_default="")
     avatar = avatar()
-    participants = fields.List(object_id(), required=True, validate=validate.Length(min=1, max=MAX_PARTICIPANTS))
+    participants = IdList(required=True, validate=validate.Length(min=1, max=MAX_PARTICIPANTS))
     onlyAdminsCanAdd = fields.Boolean(load_default=False)
 
 
@@ -59,7 +77,7 @@ class CreateGroup(InputSchema):
     name = text(1, 100, required=True)
     description = text(0, 500, load_default="")
     avatar = avatar()
-    participants = fields.List(object_id(), required=True, validate=validate.Length(max=MAX_PARTICIPANTS))
+    participants = IdList(required=True, validate=validate.Length(max=MAX_PARTICIPANTS))
     onlyAdminsCanAdd = fields.Boolean(load_default=False)
 
 
@@ -71,7 +89,7 @@ class UpdateChat(InputSchema):
 
 
 class AddParticipants(InputSchema):
-    userIds = fields.List(object_id(), required=True, validate=validate.Length(min=1, max=MAX_PARTICIPANTS))
+    userIds = IdList(required=True, validate=validate.Length(min=1, max=MAX_PARTICIPANTS))
 
 
 class SetRole(InputSchema):

@@ -16,13 +16,23 @@ from typing import Any
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_SECRETS = [
+
+def _scrubbed(key: str, value: str) -> str:
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{key}{quote}[redacted]{quote}"
+
+
+_SECRETS: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+"), "[token]"),  # any JWT
+    (re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}"), "[hash]"),  # a bcrypt hash (driver debug logs)
     (
+        # `password=x`, `"token": "x y"`, `'newPassword': 'x'`: a quoted value is scrubbed to its closing quote
         re.compile(
-            r"((?:token|refreshToken|password|currentPassword|newPassword)[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+", re.I
+            r"((?:token|refreshToken|password|currentPassword|newPassword)[\"']?\s*[=:]\s*)"
+            r"(\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|[^&\s\"',}]+)",
+            re.I,
         ),
-        r"\1[redacted]",
+        lambda match: _scrubbed(match.group(1), match.group(2)),
     ),
 ]
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -32,6 +42,19 @@ def redact(text: str) -> str:
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _redact_value(value: Any) -> Any:
+    """Extra fields of a record (aiohttp's access log puts the request line there) are scrubbed too."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, int | float | bool):
+        return value
+    return redact(str(value))
 
 
 class _Context(logging.Filter):
@@ -48,7 +71,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None})
+        out.update({k: _redact_value(v) for k, v in record.__dict__.items() if k not in _STANDARD and v is not None})
         if record.exc_info:
             out["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, read_body, read_query
 from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from models.messages import dump
 from schemas import messages as s
-from schemas.common import PaginationOut
+from schemas.common import PaginationOut, load
 from schemas.uploads import UploadOut, UploadPurpose
 from server.keys import MESSAGES, UPLOADS
 
@@ -63,23 +64,30 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > uploads.max_size + 64 * 1024:
         raise PayloadTooLarge(f"Files are limited to {uploads.max_size} bytes", code="FILE_001")
     uploads.check_budget(identity)
-    reader = await request.multipart()
     purpose, saved = "message", None
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "purpose":
-            purpose = UploadPurpose().load({"purpose": (await part.text())[:32]})["purpose"]
-        elif part.name == "file" and saved is None:
-            saved = await uploads.stream_to_disk(
-                identity, part.filename, part.headers.get("Content-Type"), purpose, _chunks(part)
-            )
-        else:
-            await part.release()
-    if saved is None:
-        raise ValidationFailed(details={"file": ["Missing data for required field."]})
-    saved.purpose = purpose  # the form may name it before or after the file
-    await uploads.record(saved)
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "purpose":
+                purpose = load(UploadPurpose(), {"purpose": (await part.text())[:32]})["purpose"]
+            elif part.name == "file" and saved is None:
+                saved = await uploads.stream_to_disk(
+                    identity, part.filename, part.headers.get("Content-Type"), purpose, _chunks(part)
+                )
+            else:
+                await part.release()
+        if saved is None:
+            raise ValidationFailed(details={"file": ["Missing data for required field."]})
+        saved.purpose = purpose  # the form may name it before or after the file
+        await uploads.record(saved)
+    except BaseException as exc:
+        if saved is not None:  # a file already on disk must not outlive a refused request
+            uploads.path(saved.id).unlink(missing_ok=True)
+        if isinstance(exc, ValueError | HttpProcessingError):  # what aiohttp raises for a broken multipart body
+            raise BadRequest("Malformed multipart body") from None
+        raise
     return envelope(_upload_out.dump(saved), "File uploaded", status=201)
 
 

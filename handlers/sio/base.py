@@ -37,6 +37,12 @@ from schemas.users import UserOut
 
 log = logging.getLogger(__name__)
 ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_requested", default=True)
+# the name of the client event being handled: a client may not fire `connect`/`disconnect` itself
+client_event: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_event", default=None)
+# work to do once the event has been answered (a disconnect must not overtake its ack or `error`)
+after_answer: contextvars.ContextVar[list[Callable[[], Awaitable[Any]]] | None] = contextvars.ContextVar(
+    "after_answer", default=None
+)
 EventHandler = Callable[[str, Identity, dict[str, Any]], Awaitable[Any]]
 _user_out = UserOut()
 
@@ -67,6 +73,8 @@ class SocketServer(socketio.AsyncServer):
         self._cutting: set[str] = set()
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        if eio_sid in self._cutting:  # being cut off: nothing more piles up behind the cleared queue
+            return
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None:
             backlog = socket.queue.qsize()
@@ -78,6 +86,16 @@ class SocketServer(socketio.AsyncServer):
                 if any(marker in head for marker in EPHEMERAL_EVENTS):
                     return
         await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """Acks (and connect/disconnect packets) bypass `_send_eio_packet`: bound them the same way."""
+        if eio_sid in self._cutting:
+            return
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and socket.queue.qsize() >= self.max_queue:
+            self._cut_off(eio_sid, socket)
+            return
+        await super()._send_packet(eio_sid, pkt)
 
     def _cut_off(self, eio_sid: str, socket: Any) -> None:
         if eio_sid in self._cutting:
@@ -94,14 +112,28 @@ class SocketServer(socketio.AsyncServer):
         task = asyncio.ensure_future(socket.close(wait=False, abort=True))
         task.add_done_callback(lambda _: self._cutting.discard(eio_sid))
 
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and reason == self.eio.reason.CLIENT_DISCONNECT:
+            # a polling client said goodbye: end its long-poll GET now, not after ping_interval + ping_timeout
+            socket.queue.put_nowait(None)
+
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
     ) -> None:
         token = ack_requested.set(id is not None)
+        event_token = client_event.set(data[0] if data else None)
+        later: list[Callable[[], Awaitable[Any]]] = []
+        later_token = after_answer.set(later)
         try:
             await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
         finally:
             ack_requested.reset(token)
+            client_event.reset(event_token)
+            after_answer.reset(later_token)
+            for job in later:
+                await job()
 
 
 def user_room(user_id: str) -> str:
@@ -153,6 +185,8 @@ class BaseNamespace(socketio.AsyncNamespace):
 
     # connection lifecycle
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        # the Engine.IO session outlives a namespace: one that reconnects on the same connection starts clean
+        await self.save_session(sid, {})
         token = auth.get("token") if isinstance(auth, dict) else None
         if not token:
             token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [None])[0]
@@ -161,7 +195,9 @@ class BaseNamespace(socketio.AsyncNamespace):
                 await self._authenticate(sid, token if isinstance(token, str) else "")
             except AppError as exc:
                 await self.emit("unauthorized", exc.to_dict(), to=sid)
-                return False
+                # not `return False`: python-socketio would then send a DISCONNECT with a payload,
+                # which socket.io-client 4 drops as a parse error (and reconnects in a loop)
+                await self.disconnect(sid)
             return True
         task = asyncio.ensure_future(self._deadline(sid))
         self._deadlines.add(task)
@@ -183,6 +219,8 @@ class BaseNamespace(socketio.AsyncNamespace):
             return None
 
     async def _authenticate(self, sid: str, token: str) -> Identity:
+        if "identity" in (await self._session(sid) or {}):  # checked first: a bad token must not end this socket
+            raise ValidationFailed("This socket is already authenticated")
         identity = await self.services.auth.authenticate(token)
         session = await self._session(sid) or {}
         if "identity" in session:
@@ -222,7 +260,7 @@ class BaseNamespace(socketio.AsyncNamespace):
 
     # events
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in ("connect", "disconnect"):
+        if event in ("connect", "disconnect") and client_event.get() != event:
             return await super().trigger_event(event, *args)
         sid, payload = args[0], (args[1] if len(args) > 1 else None)
         try:
@@ -247,7 +285,11 @@ class BaseNamespace(socketio.AsyncNamespace):
                 identity = await self._authenticate(sid, data["token"])
             except Unauthenticated as exc:
                 await self.emit("unauthorized", exc.to_dict(), to=sid)
-                await self.disconnect(sid)
+                later = after_answer.get()
+                if later is None:
+                    await self.disconnect(sid)
+                else:  # after the ack or `error` went out, or the client would never read it
+                    later.append(lambda: self.disconnect(sid))
                 raise
             user = await self.services.users.view(identity.user, identity.user.id)
             return {"user": _user_out.dump(user)}

@@ -1,7 +1,8 @@
 """Message events (`/messages` and `/`): thin handlers over `MessageService`.
 
 The socket that sent an event is its `origin`: it gets the ack, and every other
-socket in the chat (the sender's other devices included) gets the broadcast.
+socket in the chat (the sender's other devices included) gets the broadcast;
+typing goes to the other members only.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ class MessageEvents(BaseNamespace):
         return await self.services.messages.delete(identity, data["messageId"], origin=sid)
 
     async def on_typing_start(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.typing(identity, data["chatId"], True, origin=sid)
+        return await self.services.messages.typing(identity, data["chatId"], True)
 
     async def on_typing_stop(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.typing(identity, data["chatId"], False, origin=sid)
+        return await self.services.messages.typing(identity, data["chatId"], False)
 
     async def on_mark_read(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         return await self.services.messages.mark_read(identity, data["chatId"], data["messageId"], origin=sid)

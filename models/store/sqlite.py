@@ -101,7 +101,7 @@ class SqliteStore(ChatTables):
         await self._write("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, session_id))
 
     async def revoke_user_sessions(self, user_id: str, at: str, keep: str | None = None) -> list[str]:
-        rows = await self._all(
+        rows = await self._write_returning(
             "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ? RETURNING id",
             (at, user_id, keep),
         )
@@ -115,7 +115,7 @@ class SqliteStore(ChatTables):
         )
 
     async def consume_reset_token(self, token_hash: str, now: str) -> str | None:
-        rows = await self._all(
+        rows = await self._write_returning(
             "UPDATE reset_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?"
             " RETURNING user_id",
             (now, token_hash, now),

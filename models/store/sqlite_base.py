@@ -9,8 +9,10 @@ API makes has an index; `EXPLAIN QUERY PLAN` checks in the tests keep it so.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,10 @@ class SqliteBase(Store):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
+        # All writes share one connection, so they take turns: otherwise a single
+        # statement could run inside another request's open transaction and be
+        # rolled back with it, and a second BEGIN would fail outright.
+        self._write_lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -92,11 +98,32 @@ class SqliteBase(Store):
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in its own transaction; return the rows it changed."""
-        try:
-            async with self.db.execute(sql, tuple(params)) as cur:
-                return cur.rowcount
-        except sqlite3.IntegrityError as exc:
-            raise duplicate_key(exc) from exc
+        async with self._write_lock:
+            try:
+                async with self.db.execute(sql, tuple(params)) as cur:
+                    return cur.rowcount
+            except sqlite3.IntegrityError as exc:
+                raise duplicate_key(exc) from exc
+
+    async def _write_returning(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """One `... RETURNING` statement in its own transaction; the rows it returned."""
+        async with self._write_lock:
+            return await self._all(sql, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several statements that commit together or not at all; integrity errors become `DuplicateKey`."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except sqlite3.IntegrityError as exc:
+                await self.db.execute("ROLLBACK")
+                raise duplicate_key(exc) from exc
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
 
     async def explain(self, sql: str, params: Iterable[Any] = ()) -> str:
         """The query plan, for the tests that keep hot paths on indexes."""

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from models.documents import Chat, Member, Message, Upload
-from models.store.sqlite_base import SqliteBase, duplicate_key, like_pattern, placeholders
+from models.store.sqlite_base import SqliteBase, like_pattern, placeholders
 
 _CHAT_FIELDS = tuple(Chat.__slots__)  # type: ignore[attr-defined]
 _MEMBER_FIELDS = tuple(Member.__slots__)  # type: ignore[attr-defined]
@@ -43,21 +43,13 @@ def _message(row: sqlite3.Row) -> Message:
 class ChatTables(SqliteBase):
     # chats and members
     async def insert_chat(self, chat: Chat, members: list[Member]) -> None:
-        columns = [f for f in Chat.__slots__]  # type: ignore[attr-defined]
-        try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            await self.db.execute(
+        columns = list(Chat.__slots__)  # type: ignore[attr-defined]
+        async with self.transaction() as db:
+            await db.execute(
                 f"INSERT INTO chats ({', '.join(columns)}) VALUES ({placeholders(columns)})",
                 [getattr(chat, c) for c in columns],
             )
             await self._insert_members(members)
-            await self.db.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            await self.db.execute("ROLLBACK")
-            raise duplicate_key(exc) from exc
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
 
     async def _insert_members(self, members: list[Member]) -> None:
         columns = list(Member.__slots__)  # type: ignore[attr-defined]
@@ -87,14 +79,9 @@ class ChatTables(SqliteBase):
         return await self.get_chat(chat_id)
 
     async def delete_chat(self, chat_id: str) -> None:
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            await self.db.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
-            await self.db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
-            await self.db.execute("COMMIT")
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+            await db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
 
     async def get_member(self, chat_id: str, user_id: str) -> Member | None:
         row = await self._one("SELECT * FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id))
@@ -105,7 +92,8 @@ class ChatTables(SqliteBase):
         return [_member(row) for row in rows]
 
     async def add_members(self, members: list[Member]) -> None:
-        await self._insert_members(members)
+        async with self.transaction():
+            await self._insert_members(members)
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         return await self._write("DELETE FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)) > 0
@@ -144,7 +132,7 @@ class ChatTables(SqliteBase):
         )
         rows = await self._all(
             f"SELECT {_CHAT_SELECT}, {_MEMBER_SELECT} FROM members m JOIN chats c ON c.id = m.chat_id WHERE {clause}"
-            " ORDER BY c.last_activity DESC, c.id DESC LIMIT ? OFFSET ?",
+            " ORDER BY c.last_activity DESC, COALESCE(c.last_message_id, c.id) DESC, c.id DESC LIMIT ? OFFSET ?",
             [*params, limit, (page - 1) * limit],
         )
         width = len(_CHAT_FIELDS)
