@@ -188,6 +188,7 @@ class MessageService:
 
     async def sync(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         """What the caller missed since `after`: new messages (oldest first) and later edits and deletes."""
+        self._spend(identity, "reads")  # a client firing syncs it never reads must not make us build answers forever
         bound, since = id_floor(data["after"])
         if data.get("chatId"):
             chat, _ = await self.chats.membership(data["chatId"], identity.user.id)
