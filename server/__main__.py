@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {exc}")
     setup_logging(config.logging.level, config.logging.format)
     if args.command == "serve":
-        serve(config)
+        try:
+            serve(config)
+        except ConfigError as exc:
+            sys.exit(f"error: {exc}")
     elif args.command == "create-admin":
         from marshmallow import ValidationError
 

@@ -37,7 +37,7 @@ from models.store import create_store
 from models.tokens import TokenSigner, load_or_create_secret
 from models.uploads import UploadService
 from models.users import UserService
-from server.config import Config
+from server.config import Config, ConfigError
 from server.keys import AUTH, CHATS, CONFIG, MESSAGES, PRESENCE, SIO, STARTED_AT, STORE, UPLOADS, USERS
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,10 @@ def setup_socketio(app: web.Application, config: Config) -> SocketServer:
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
-    store = create_store(app[CONFIG])
+    try:
+        store = create_store(app[CONFIG])
+    except ValueError as exc:  # a backend this build does not have
+        raise ConfigError(str(exc)) from None
     await store.open()
     app[STORE] = store
     yield

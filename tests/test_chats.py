@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
+from tests.chat_support import MISSING, rest_send
 from tests.rest_support import assert_error
-
-MISSING = "0123456789abcdef01234567"  # a well-formed id no document has
 
 
 async def private(api, me, other, status: int = 201) -> dict:
@@ -21,12 +20,6 @@ async def group(api, me, others, name: str = "crew") -> dict:
     code, body = await api.post(
         "/chats", token=me.token, json={"type": "group", "name": name, "participants": [o.id for o in others]}
     )
-    assert code == 201, body
-    return body["data"]
-
-
-async def send(api, me, chat_id: str, content: str = "hi") -> dict:
-    code, body = await api.post("/messages", token=me.token, json={"chatId": chat_id, "content": content})
     assert code == 201, body
     return body["data"]
 
@@ -160,10 +153,10 @@ async def test_list_is_newest_activity_first_with_pagination_beside_data(api, ma
     assert [x["id"] for x in body["data"]] == [new["id"], middle["id"], old["id"]]
     assert body["pagination"] == {"page": 1, "limit": 20, "total": 3, "pages": 1}
 
-    await send(api, b, old["id"], "bump")
+    await rest_send(api, b, old["id"], "bump")
     assert await ids(api, a) == [old["id"], new["id"], middle["id"]]
     assert await ids(api, b) == [old["id"], new["id"]]
-    await send(api, c, middle["id"], "bump again")
+    await rest_send(api, c, middle["id"], "bump again")
     assert await ids(api, a) == [middle["id"], old["id"], new["id"]]
 
     status, body = await api.get("/chats", token=a.token, params={"limit": 2, "page": 2})
@@ -184,9 +177,9 @@ async def test_order_follows_activity_even_within_one_millisecond(api, make_user
     old = await private(api, a, b)
     new = await private(api, a, c)
     assert await ids(api, a) == [new["id"], old["id"]]
-    await send(api, b, old["id"])
+    await rest_send(api, b, old["id"])
     assert await ids(api, a) == [old["id"], new["id"]]
-    await send(api, c, new["id"])
+    await rest_send(api, c, new["id"])
     assert await ids(api, a) == [new["id"], old["id"]]
 
 
@@ -248,13 +241,13 @@ async def test_last_message_and_unread_count_are_per_user(api, make_user):
     assert (await chat_of(api, a, chat["id"]))["lastMessage"] is None
     assert await unread(api, a, chat["id"]) == 0
 
-    sent = [await send(api, b, chat["id"], f"from b {n}") for n in range(3)]
+    sent = [await rest_send(api, b, chat["id"], f"from b {n}") for n in range(3)]
     assert await unread(api, a, chat["id"]) == 3
     assert await unread(api, b, chat["id"]) == 0  # own messages never count
     last = (await chat_of(api, a, chat["id"]))["lastMessage"]
     assert last["id"] == sent[-1]["id"] and last["content"] == "from b 2" and last["senderId"] == b.id
 
-    mine = await send(api, a, chat["id"], "from a")
+    mine = await rest_send(api, a, chat["id"], "from a")
     assert await unread(api, a, chat["id"]) == 3
     assert await unread(api, b, chat["id"]) == 1
     in_list = (await listed(api, a))[0]
@@ -269,9 +262,9 @@ async def test_last_message_and_unread_count_are_per_user(api, make_user):
 async def test_unread_count_in_groups_counts_every_other_sender(api, make_user):
     a, b, c = await make_user(), await make_user(), await make_user()
     chat = await group(api, a, [b, c])
-    await send(api, b, chat["id"])
-    await send(api, c, chat["id"])
-    await send(api, a, chat["id"])
+    await rest_send(api, b, chat["id"])
+    await rest_send(api, c, chat["id"])
+    await rest_send(api, a, chat["id"])
     assert await unread(api, a, chat["id"]) == 2
     assert await unread(api, b, chat["id"]) == 2
     assert await unread(api, c, chat["id"]) == 2
@@ -281,8 +274,8 @@ async def test_mark_read_up_to_a_message_or_all(api, make_user):
     a, b = await make_user(), await make_user()
     chat = await private(api, a, b)
     elsewhere = await group(api, a, [b])
-    foreign = await send(api, b, elsewhere["id"])
-    sent = [await send(api, b, chat["id"], f"m{n}") for n in range(3)]
+    foreign = await rest_send(api, b, elsewhere["id"])
+    sent = [await rest_send(api, b, chat["id"], f"m{n}") for n in range(3)]
     assert await unread(api, a, chat["id"]) == 3
 
     status, body = await api.put(f"/chats/{chat['id']}/read", token=a.token, json={"messageId": sent[1]["id"]})
@@ -306,7 +299,7 @@ async def test_mark_read_up_to_a_message_or_all(api, make_user):
     assert await unread(api, a, chat["id"]) == 0
     assert await unread(api, a, elsewhere["id"]) == 1  # other chats keep their count
 
-    await send(api, b, chat["id"], "later")
+    await rest_send(api, b, chat["id"], "later")
     assert await unread(api, a, chat["id"]) == 1
     status, body = await api.put(f"/chats/{chat['id']}/read", token=a.token, json={})
     assert status == 200 and body["data"]["unreadCount"] == 0
@@ -343,7 +336,7 @@ async def test_only_group_admins_rename_or_delete_through_chats(api, make_user):
 async def test_deleting_a_private_chat_removes_it_for_both(api, make_user):
     a, b = await make_user(), await make_user()
     chat = await private(api, a, b)
-    message = await send(api, a, chat["id"])
+    message = await rest_send(api, a, chat["id"])
     status, body = await api.delete(f"/chats/{chat['id']}", token=b.token)
     assert status == 200, body
     for who in (a, b):
@@ -379,7 +372,7 @@ async def test_deleting_a_private_chat_removes_it_for_both(api, make_user):
 async def test_outsider_gets_the_same_404_as_for_a_missing_chat(api, make_user, method, suffix, body, kind):
     a, b, outsider = await make_user(), await make_user(), await make_user()
     chat = await private(api, a, b) if kind == "private" else await group(api, a, [b])
-    await send(api, a, chat["id"])
+    await rest_send(api, a, chat["id"])
     kwargs = {"json": body} if body is not None else {}
     status, foreign = await api.call(method, f"/chats/{chat['id']}{suffix}", token=outsider.token, **kwargs)
     assert_error(status, foreign, 404, "MSG_002")
@@ -419,7 +412,7 @@ async def test_blocked_user_cannot_open_a_private_chat_until_unblocked(api, make
 async def test_blocked_user_cannot_send_into_an_existing_chat_until_unblocked(api, make_user):
     a, b = await make_user(), await make_user()
     chat = await private(api, a, b)
-    await send(api, a, chat["id"], "before")
+    await rest_send(api, a, chat["id"], "before")
     status, body = await api.post(f"/users/{a.id}/block", token=b.token)
     assert status == 200, body
     status, body = await api.post("/messages", token=a.token, json={"chatId": chat["id"], "content": "blocked"})
@@ -431,5 +424,5 @@ async def test_blocked_user_cannot_send_into_an_existing_chat_until_unblocked(ap
     assert await unread(api, b, chat["id"]) == 1
     status, body = await api.delete(f"/users/{a.id}/block", token=b.token)
     assert status == 200, body
-    await send(api, a, chat["id"], "after")
+    await rest_send(api, a, chat["id"], "after")
     assert await unread(api, b, chat["id"]) == 2

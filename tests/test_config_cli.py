@@ -163,6 +163,14 @@ async def test_serve_with_a_wrong_setting_exits_naming_the_key():
     code, _, err = await _run("serve", env=_clean_env(WHATSCHAT_SERVER_PORT="abc"))
     assert code != 0
     assert "server.port" in err
+
+
+async def test_serve_with_a_backend_this_build_lacks_exits_with_a_message(tmp_path):
+    env = _clean_env(WHATSCHAT_DATA_DIR=str(tmp_path), WHATSCHAT_SERVER_PORT="1", WHATSCHAT_DATABASE_BACKEND="mongodb")
+    code, _, err = await _run("serve", env=env)
+    assert code == 1
+    assert "error: database.backend 'mongodb' is not available" in err
+    assert "Traceback" not in err
     assert "Traceback" not in err
 
 

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.clock import iso
+from tests.chat_support import MISSING, new_group
 from tests.rest_support import assert_error
-
-MISSING = "0123456789abcdef01234567"
 
 
 @pytest.fixture
@@ -22,14 +21,6 @@ def ticking(monkeypatch):
         return iso(last[0])
 
     monkeypatch.setattr("models.chats.now_iso", tick)
-
-
-async def new_group(api, me, others, **extra) -> dict:
-    status, body = await api.post(
-        "/groups", token=me.token, json={"name": "crew", "participants": [o.id for o in others], **extra}
-    )
-    assert status == 201, body
-    return body["data"]
 
 
 async def group_of(api, me, group_id: str) -> dict:

@@ -9,43 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
 from server.keys import SIO
-from tests.conftest import Server, require_tool
+from tests.conftest import Server
+from tests.node_support import NODE_DIR, json_report, node_with_client, run_node
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 SCRIPT = NODE_DIR / "chat.mjs"
 RUN_TIMEOUT = 75
 
 
 @pytest.mark.node
 async def test_node_client_chat_scenario(server: Server) -> None:
-    node = require_tool("node")
-    if not (NODE_DIR / "node_modules" / "socket.io-client" / "package.json").is_file():
-        pytest.fail("tests/node/node_modules is missing socket.io-client: run `make node` (npm ci in tests/node)")
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(SCRIPT),
-        server.url,
-        cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        pytest.fail(f"node chat.mjs did not finish within {RUN_TIMEOUT} s")
-    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON from chat.mjs (exit {proc.returncode})\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    report = json.loads(lines[-1])
+    node = node_with_client()
+    code, stdout, stderr = await run_node(node, str(SCRIPT), server.url, timeout=RUN_TIMEOUT)
+    report = json_report(SCRIPT, code, stdout, stderr)
     print(f"\nnode chat scenario: {len(report['checks'])} checks passed, figures {json.dumps(report['figures'])}")
-    assert proc.returncode == 0 and report["ok"], f"chat.mjs failed: {report.get('failed')}\nstderr:\n{stderr}"
+    assert code == 0 and report["ok"], f"chat.mjs failed: {report.get('failed')}\nstderr:\n{stderr}"
     figures = report["figures"]
     assert len(report["checks"]) == figures["checks"] == 14
     assert figures["syncMissed"] == figures["syncGot"] == 4

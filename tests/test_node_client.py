@@ -8,16 +8,12 @@ only if every check passed; every step in it is bounded, and so is the whole run
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
-
 import pytest
 
 from server.keys import STORE
-from tests.conftest import Server, require_tool
+from tests.conftest import Server
+from tests.node_support import NODE_DIR, json_report, node_with_client, run_node
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 SCRIPT = NODE_DIR / "auth.mjs"
 RUN_TIMEOUT = 45
 STEPS = {
@@ -31,29 +27,11 @@ STEPS = {
 }
 
 
-async def run_node(node: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        node, *args, cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        pytest.fail(f"node {' '.join(args)} did not finish within {RUN_TIMEOUT} s")
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-
 @pytest.mark.node
 async def test_node_client_authentication(server: Server) -> None:
-    node = require_tool("node")
-    if not (NODE_DIR / "node_modules" / "socket.io-client" / "package.json").is_file():
-        pytest.fail("tests/node/node_modules lacks socket.io-client: run `make test` (it runs npm ci in tests/node)")
-    code, stdout, stderr = await run_node(node, str(SCRIPT), server.url)
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON from auth.mjs (exit {code})\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    report = json.loads(lines[-1])
+    node = node_with_client()
+    code, stdout, stderr = await run_node(node, str(SCRIPT), server.url, timeout=RUN_TIMEOUT)
+    report = json_report(SCRIPT, code, stdout, stderr)
     assert code == 0 and report["ok"] is True, f"auth.mjs failed: {report['failed']}\nstderr:\n{stderr}"
     assert report["failed"] == [] and set(report["checks"]) == STEPS
 

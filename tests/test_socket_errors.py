@@ -15,11 +15,10 @@ import pytest
 import socketio
 
 from server.config import Config
+from tests.chat_support import MESSAGE_TRAFFIC, MISSING, connect, history, private_chat, rest_send
 from tests.conftest import Account, Api, Recorder, Server, Socket, register, start_server
 
 MB = 1024 * 1024
-MESSAGE_EVENTS = ("new_message", "message_edited", "message_deleted", "message_status", "typing_start", "typing_stop")
-MISSING = "0123456789abcdef01234567"  # a well-formed id nothing has
 
 
 class Nothing:
@@ -27,30 +26,6 @@ class Nothing:
 
 
 # helpers ------------------------------------------------------------------------------------------------------------
-
-
-async def connect(sockets: Callable[..., Any], user: Account, namespace: str = "/") -> Socket:
-    socket = await sockets(token=user.token, namespace=namespace, events=MESSAGE_EVENTS)
-    await socket.seen.wait_for("authenticated")
-    return socket
-
-
-async def private_chat(api: Api, a: Account, b: Account) -> str:
-    status, body = await api.post("/chats", token=a.token, json={"type": "private", "participants": [b.id]})
-    assert status in (200, 201), body
-    return body["data"]["id"]
-
-
-async def rest_send(api: Api, user: Account, chat_id: str, content: str) -> dict[str, Any]:
-    status, body = await api.post("/messages", token=user.token, json={"chatId": chat_id, "content": content})
-    assert status == 201, body
-    return body["data"]
-
-
-async def history(api: Api, user: Account, chat_id: str) -> list[dict[str, Any]]:
-    status, body = await api.get(f"/messages/{chat_id}", token=user.token, params={"limit": 100})
-    assert status == 200, body
-    return body["data"]["messages"]
 
 
 async def call(socket: Socket, event: str, payload: Any) -> Any:
@@ -130,7 +105,7 @@ async def test_a_non_member_gets_exactly_the_answer_of_a_missing_chat(
     assert len(await history(api, alice, chat)) == 2
     marker = await rest_send(api, alice, chat, "marker")
     assert (await bob_socket.seen.wait_for("new_message"))[-1]["id"] == marker["id"]
-    assert [name for name, _ in bob_socket.seen.events if name in MESSAGE_EVENTS] == ["new_message"]
+    assert [name for name, _ in bob_socket.seen.events if name in MESSAGE_TRAFFIC] == ["new_message"]
     await still_works(intruder, own_chat)
 
 
@@ -319,7 +294,7 @@ async def limited_api(limited: Server) -> AsyncIterator[Api]:
 async def limited_socket(server: Server, user: Account, clients: list[Any], namespace: str = "/") -> Socket:
     client = socketio.AsyncClient(reconnection=False)
     seen = Recorder()
-    for name in ("authenticated", "error", "disconnect", *MESSAGE_EVENTS):
+    for name in ("authenticated", "error", "disconnect", *MESSAGE_TRAFFIC):
         client.on(name, _record(seen, name), namespace=namespace)
     await client.connect(
         server.url, namespaces=[namespace], auth={"token": user.token}, transports=["websocket"], wait_timeout=5

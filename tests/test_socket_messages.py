@@ -14,80 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.chat_support import ISO, MESSAGE_KEYS, connect, group_chat, history, private_chat, rest_send
 from tests.conftest import Account, Api, Socket
 
-MESSAGE_EVENTS = (
-    "new_message",
-    "message_edited",
-    "message_deleted",
-    "message_status",
-    "typing_start",
-    "typing_stop",
-    "chat_created",
-    "chat_updated",
-    "chat_deleted",
-    "participant_added",
-    "participant_removed",
-)
-MESSAGE_KEYS = {
-    "id",
-    "chatId",
-    "senderId",
-    "sender",
-    "content",
-    "type",
-    "metadata",
-    "replyTo",
-    "clientId",
-    "status",
-    "editedAt",
-    "deleted",
-    "createdAt",
-    "updatedAt",
-}
-ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
 # helpers ------------------------------------------------------------------------------------------------------------
-
-
-async def connect(sockets: Callable[..., Any], user: Account, namespace: str = "/") -> Socket:
-    """A socket of `user` that records every chat event, once authenticated (its rooms are joined by then)."""
-    socket = await sockets(token=user.token, namespace=namespace, events=MESSAGE_EVENTS)
-    await socket.seen.wait_for("authenticated")
-    return socket
-
-
-async def private_chat(api: Api, a: Account, b: Account) -> str:
-    status, body = await api.post("/chats", token=a.token, json={"type": "private", "participants": [b.id]})
-    assert status in (200, 201), body
-    return body["data"]["id"]
-
-
-async def group(api: Api, owner: Account, *members: Account) -> str:
-    status, body = await api.post(
-        "/groups", token=owner.token, json={"name": "team", "participants": [m.id for m in members]}
-    )
-    assert status == 201, body
-    return body["data"]["id"]
-
-
-async def rest_send(api: Api, user: Account, chat_id: str, content: str, **extra: Any) -> dict[str, Any]:
-    status, body = await api.post("/messages", token=user.token, json={"chatId": chat_id, "content": content, **extra})
-    assert status == 201, body
-    return body["data"]
 
 
 async def send(socket: Socket, chat_id: str, content: str, **extra: Any) -> dict[str, Any]:
     answer = await socket.call("send_message", {"chatId": chat_id, "content": content, **extra})
     assert answer["success"] is True, answer
     return answer["data"]
-
-
-async def history(api: Api, user: Account, chat_id: str) -> list[dict[str, Any]]:
-    status, body = await api.get(f"/messages/{chat_id}", token=user.token, params={"limit": 100})
-    assert status == 200, body
-    return body["data"]["messages"]
 
 
 async def marker(socket: Socket, sender: Socket, chat_id: str, count: int) -> dict[str, Any]:
@@ -248,7 +184,7 @@ async def test_typing_reaches_the_other_members_only(
     api: Api, make_user: Callable[..., Any], sockets: Callable[..., Any], event: str
 ) -> None:
     alice, bob, carol = await make_user(), await make_user(), await make_user()
-    chat = await group(api, alice, bob)
+    chat = await group_chat(api, alice, bob)
     side_chat = await private_chat(api, alice, carol)
     typist, typist_other = await connect(sockets, alice), await connect(sockets, alice, "/messages")
     bob_root, bob_messages = await connect(sockets, bob), await connect(sockets, bob, "/messages")
@@ -501,7 +437,7 @@ async def test_member_added_over_rest_gets_the_group_live(
     api: Api, make_user: Callable[..., Any], sockets: Callable[..., Any]
 ) -> None:
     alice, bob, carol = await make_user(), await make_user(), await make_user()
-    team = await group(api, alice, bob)
+    team = await group_chat(api, alice, bob)
     alice_socket = await connect(sockets, alice)
     carol_root, carol_messages = await connect(sockets, carol), await connect(sockets, carol, "/messages")
 
@@ -527,7 +463,7 @@ async def test_removed_member_gets_participant_removed_and_no_further_messages(
     api: Api, make_user: Callable[..., Any], sockets: Callable[..., Any]
 ) -> None:
     alice, bob, carol = await make_user(), await make_user(), await make_user()
-    team = await group(api, alice, bob, carol)
+    team = await group_chat(api, alice, bob, carol)
     side_chat = await private_chat(api, alice, carol)
     alice_socket, bob_socket = await connect(sockets, alice), await connect(sockets, bob)
     carol_root, carol_messages = await connect(sockets, carol), await connect(sockets, carol, "/messages")
@@ -553,7 +489,7 @@ async def test_group_deletion_sends_chat_deleted_to_members(
     api: Api, make_user: Callable[..., Any], sockets: Callable[..., Any]
 ) -> None:
     alice, bob = await make_user(), await make_user()
-    team = await group(api, alice, bob)
+    team = await group_chat(api, alice, bob)
     alice_socket, bob_root, bob_messages = (
         await connect(sockets, alice),
         await connect(sockets, bob),
