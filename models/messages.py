@@ -17,7 +17,7 @@ from models.auth import Identity
 from models.chats import ChatService
 from models.clock import iso, new_id, now_iso, parse_iso
 from models.documents import Message
-from models.errors import ChatNotFound, Forbidden, MessageRejected, RateLimited, ValidationFailed
+from models.errors import ChatNotFound, Forbidden, MessageRejected, ValidationFailed
 from models.notifier import Notifier
 from models.ratelimit import Budgets
 from models.store.base import DuplicateKey, Store
@@ -58,11 +58,6 @@ class MessageService:
         self.notifier = notifier
         self.budgets = budgets
 
-    def _spend(self, identity: Identity, kind: str) -> None:
-        wait = self.budgets.spend(identity.user.id, kind)
-        if wait is not None:
-            raise RateLimited(wait, f"Too many {kind}; slow down")
-
     async def _own_message(self, identity: Identity, message_id: str) -> Message:
         """The message if the caller is in its chat; missing and foreign answer alike."""
         message = await self.store.get_message(message_id)
@@ -74,7 +69,7 @@ class MessageService:
         self, identity: Identity, data: dict[str, Any], origin: str | None = None
     ) -> tuple[MessageView, bool]:
         """Store and deliver a message; (view, False) for a repeated `clientId`."""
-        self._spend(identity, "messages")
+        self.budgets.charge(identity.user.id, "messages")
         me = identity.user
         chat, _ = await self.chats.membership(data["chatId"], me.id)
         if data.get("clientId"):
@@ -122,7 +117,7 @@ class MessageService:
     async def edit(
         self, identity: Identity, message_id: str, changes: dict[str, Any], origin: str | None = None
     ) -> MessageView:
-        self._spend(identity, "messages")
+        self.budgets.charge(identity.user.id, "messages")
         message = await self._own_message(identity, message_id)
         if message.sender_id != identity.user.id:
             raise Forbidden("Only the sender may edit a message")
@@ -188,7 +183,9 @@ class MessageService:
 
     async def sync(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         """What the caller missed since `after`: new messages (oldest first) and later edits and deletes."""
-        self._spend(identity, "reads")  # a client firing syncs it never reads must not make us build answers forever
+        self.budgets.charge(
+            identity.user.id, "reads"
+        )  # a client firing syncs it never reads must not make us build answers forever
         bound, since = id_floor(data["after"])
         if data.get("chatId"):
             chat, _ = await self.chats.membership(data["chatId"], identity.user.id)
@@ -208,7 +205,7 @@ class MessageService:
         }
 
     async def delivered(self, identity: Identity, message_id: str) -> dict[str, Any]:
-        self._spend(identity, "reads")
+        self.budgets.charge(identity.user.id, "reads")
         message = await self._own_message(identity, message_id)
         at = now_iso()
         status = {
@@ -227,13 +224,13 @@ class MessageService:
     async def mark_read(
         self, identity: Identity, chat_id: str, message_id: str | None, origin: str | None = None
     ) -> dict[str, Any]:
-        self._spend(identity, "reads")
+        self.budgets.charge(identity.user.id, "reads")
         return await self.chats.mark_read(identity, chat_id, message_id, origin)
 
     async def typing(self, identity: Identity, chat_id: str, started: bool) -> dict[str, Any]:
         """Relayed to the other members' sockets (not the typist's own devices), never stored;
         the first thing dropped for slow readers."""
-        self._spend(identity, "typing")
+        self.budgets.charge(identity.user.id, "typing")
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
         payload = {"chatId": chat.id, "userId": identity.user.id, "username": identity.user.username}
         others = [m.user_id for m in await self.store.list_members(chat.id) if m.user_id != identity.user.id]

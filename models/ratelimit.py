@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from models.errors import RateLimited
+
 
 class RateLimiter:
     def __init__(self, max_keys: int = 100_000) -> None:
@@ -81,3 +83,9 @@ class Budgets:
             self._buckets.clear()  # a full table only forgets budgets, which errs on allowing
         self._buckets[key] = (tokens - 1, now)
         return None
+
+    def charge(self, user_id: str, kind: str) -> None:
+        """Take one token or refuse with `RateLimited` (429 `RATE_001` and `retryAfter`)."""
+        wait = self.spend(user_id, kind)
+        if wait is not None:
+            raise RateLimited(wait, f"Too many {kind}; slow down")

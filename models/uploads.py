@@ -18,7 +18,7 @@ from pathlib import Path
 from models.auth import Identity
 from models.clock import new_id, now_iso
 from models.documents import Upload
-from models.errors import NotFound, PayloadTooLarge, RateLimited, UploadRejected
+from models.errors import NotFound, PayloadTooLarge, UploadRejected
 from models.ratelimit import Budgets
 from models.store.base import Store
 
@@ -50,9 +50,7 @@ class UploadService:
         return self.root / upload_id[:2] / upload_id
 
     def check_budget(self, identity: Identity) -> None:
-        wait = self.budgets.spend(identity.user.id, "uploads")
-        if wait is not None:
-            raise RateLimited(wait, "Too many uploads; slow down")
+        self.budgets.charge(identity.user.id, "uploads")
 
     async def stream_to_disk(
         self,
