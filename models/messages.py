@@ -183,9 +183,8 @@ class MessageService:
 
     async def sync(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         """What the caller missed since `after`: new messages (oldest first) and later edits and deletes."""
-        self.budgets.charge(
-            identity.user.id, "reads"
-        )  # a client firing syncs it never reads must not make us build answers forever
+        # budgeted: a client firing syncs it never reads must not make us build answers forever
+        self.budgets.charge(identity.user.id, "reads")
         bound, since = id_floor(data["after"])
         if data.get("chatId"):
             chat, _ = await self.chats.membership(data["chatId"], identity.user.id)
