@@ -111,7 +111,6 @@ async def test_block_lookups_use_indexes(store, monkeypatch):
     _assert_indexed(
         await _plans(store, lambda: store.blocked_ids_of(bob.id, [alice.id, new_id()]), monkeypatch), "blocks"
     )
-    _assert_indexed(await _plans(store, lambda: store.blocked_ids(alice.id), monkeypatch), "blocks")
 
 
 async def test_revoking_a_users_sessions_uses_an_index(store, monkeypatch):

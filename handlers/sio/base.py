@@ -43,7 +43,6 @@ client_event: contextvars.ContextVar[str | None] = contextvars.ContextVar("clien
 after_answer: contextvars.ContextVar[list[Callable[[], Awaitable[Any]]] | None] = contextvars.ContextVar(
     "after_answer", default=None
 )
-EventHandler = Callable[[str, Identity, dict[str, Any]], Awaitable[Any]]
 _user_out = UserOut()
 
 
@@ -218,12 +217,13 @@ class BaseNamespace(socketio.AsyncNamespace):
         except KeyError:
             return None
 
-    async def _authenticate(self, sid: str, token: str) -> Identity:
+    async def _authenticate(self, sid: str, token: str) -> dict[str, Any]:
+        """Bind the socket to the token's user; answers the `authenticated` payload."""
         if "identity" in (await self._session(sid) or {}):  # checked first: a bad token must not end this socket
             raise ValidationFailed("This socket is already authenticated")
         identity = await self.services.auth.authenticate(token)
         session = await self._session(sid) or {}
-        if "identity" in session:
+        if "identity" in session:  # a second `authenticate` raced this one while the token was checked
             raise ValidationFailed("This socket is already authenticated")
         deadline = session.pop("deadline", None)
         if deadline is not None:
@@ -234,8 +234,9 @@ class BaseNamespace(socketio.AsyncNamespace):
         await self.enter_room(sid, login_room(identity.session_id))
         await self.after_authenticate(sid, identity)
         user = await self.services.users.view(identity.user, identity.user.id)
-        await self.emit("authenticated", {"user": _user_out.dump(user)}, to=sid)
-        return identity
+        payload = {"user": _user_out.dump(user)}
+        await self.emit("authenticated", payload, to=sid)
+        return payload
 
     async def after_authenticate(self, sid: str, identity: Identity) -> None:
         """Join the rooms of every chat of the user and count the socket for presence."""
@@ -282,7 +283,7 @@ class BaseNamespace(socketio.AsyncNamespace):
         if event == "authenticate":
             data = load(Authenticate(), payload)
             try:
-                identity = await self._authenticate(sid, data["token"])
+                return await self._authenticate(sid, data["token"])
             except Unauthenticated as exc:
                 await self.emit("unauthorized", exc.to_dict(), to=sid)
                 later = after_answer.get()
@@ -291,8 +292,6 @@ class BaseNamespace(socketio.AsyncNamespace):
                 else:  # after the ack or `error` went out, or the client would never read it
                     later.append(lambda: self.disconnect(sid))
                 raise
-            user = await self.services.users.view(identity.user, identity.user.id)
-            return {"user": _user_out.dump(user)}
         session = await self._session(sid)
         identity = session.get("identity") if session else None
         if identity is None:

@@ -103,9 +103,6 @@ class Store(ABC):
     async def is_blocked(self, blocker_id: str, blocked_id: str) -> bool: ...
 
     @abstractmethod
-    async def blocked_ids(self, blocker_id: str) -> list[str]: ...
-
-    @abstractmethod
     async def blocked_ids_of(self, blocked_id: str, blocker_ids: list[str]) -> list[str]:
         """Which of `blocker_ids` have blocked `blocked_id` (one query for a whole page)."""
 
@@ -116,9 +113,6 @@ class Store(ABC):
 
     @abstractmethod
     async def get_chat(self, chat_id: str) -> Chat | None: ...
-
-    @abstractmethod
-    async def get_chats(self, chat_ids: list[str]) -> dict[str, Chat]: ...
 
     @abstractmethod
     async def get_private_chat(self, pair_key: str) -> Chat | None: ...
@@ -159,10 +153,6 @@ class Store(ABC):
 
     @abstractmethod
     async def user_chat_ids(self, user_id: str) -> list[str]: ...
-
-    @abstractmethod
-    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
-        """Everyone who shares at least one chat with the user (the user excluded)."""
 
     # messages
     @abstractmethod

@@ -136,10 +136,6 @@ class SqliteStore(ChatTables):
         row = await self._one("SELECT 1 FROM blocks WHERE blocker_id = ? AND blocked_id = ?", (blocker_id, blocked_id))
         return row is not None
 
-    async def blocked_ids(self, blocker_id: str) -> list[str]:
-        rows = await self._all("SELECT blocked_id FROM blocks WHERE blocker_id = ?", (blocker_id,))
-        return [row["blocked_id"] for row in rows]
-
     async def blocked_ids_of(self, blocked_id: str, blocker_ids: list[str]) -> list[str]:
         if not blocker_ids:
             return []

@@ -62,12 +62,6 @@ class ChatTables(SqliteBase):
         row = await self._one("SELECT * FROM chats WHERE id = ?", (chat_id,))
         return _chat(row) if row else None
 
-    async def get_chats(self, chat_ids: list[str]) -> dict[str, Chat]:
-        if not chat_ids:
-            return {}
-        rows = await self._all(f"SELECT * FROM chats WHERE id IN ({placeholders(chat_ids)})", chat_ids)
-        return {row["id"]: _chat(row) for row in rows}
-
     async def get_private_chat(self, pair_key: str) -> Chat | None:
         row = await self._one("SELECT * FROM chats WHERE pair_key = ?", (pair_key,))
         return _chat(row) if row else None
@@ -147,14 +141,6 @@ class ChatTables(SqliteBase):
     async def user_chat_ids(self, user_id: str) -> list[str]:
         rows = await self._all("SELECT chat_id FROM members WHERE user_id = ?", (user_id,))
         return [row["chat_id"] for row in rows]
-
-    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
-        rows = await self._all(
-            "SELECT DISTINCT o.user_id FROM members m JOIN members o ON o.chat_id = m.chat_id"
-            " WHERE m.user_id = ? AND o.user_id != ?",
-            (user_id, user_id),
-        )
-        return [row["user_id"] for row in rows]
 
     # messages
     async def insert_message(self, message: Message) -> None:
