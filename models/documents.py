@@ -118,3 +118,35 @@ class Upload:
     mime_type: str
     purpose: str
     created_at: str
+
+
+CallType = Literal["audio", "video"]
+CallStatus = Literal["ringing", "ongoing", "completed", "rejected", "missed", "cancelled"]
+ParticipantStatus = Literal["invited", "answered", "rejected", "left", "missed"]
+
+
+@dataclass(slots=True)
+class CallParticipant:
+    user_id: str
+    status: ParticipantStatus
+    joined_at: str | None = None
+    left_at: str | None = None
+    reason: str | None = None  # why a participant never joined: "busy" or "offline"
+
+
+@dataclass(slots=True)
+class Call:
+    id: str
+    type: CallType
+    initiator_id: str
+    status: CallStatus
+    created_at: str
+    updated_at: str
+    participants: list[CallParticipant]
+    chat_id: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration: int | None = None
+
+    def participant(self, user_id: str) -> CallParticipant | None:
+        return next((p for p in self.participants if p.user_id == user_id), None)

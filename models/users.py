@@ -95,8 +95,8 @@ class UserService:
         await self.store.set_block(identity.user.id, user_id, now_iso(), blocked)
 
     async def set_presence(self, identity: Identity, setting: str) -> User:
-        """Store the chosen presence (`online|away|busy|invisible`)."""
-        return await self._update(identity.user.id, {"presence_setting": setting})
-
-    async def touch_last_seen(self, user_id: str) -> None:
-        await self.store.update_user(user_id, {"last_seen": now_iso()})
+        """Store the chosen presence (`online|away|busy|invisible`) and tell who may see it."""
+        user = await self._update(identity.user.id, {"presence_setting": setting})
+        if self.presence.is_online(user.id):
+            await self.presence.announce(user.id, connection_change=False)
+        return user

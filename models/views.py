@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.documents import Chat, Member, Message, User
+from models.documents import Call, CallParticipant, Chat, Member, Message, User
 
 
 @dataclass(slots=True)
@@ -68,3 +68,15 @@ def delivery_status(message: Message, members: list[Member]) -> str:
         if member.last_delivered_id is not None and member.last_delivered_id >= message.id:
             status = "delivered"
     return status
+
+
+@dataclass(slots=True)
+class CallParticipantView:
+    participant: CallParticipant
+    user: User | None
+
+
+@dataclass(slots=True)
+class CallView:
+    call: Call
+    participants: list[CallParticipantView]

@@ -18,6 +18,7 @@ import socketio
 from aiohttp import web
 
 from handlers.rest import auth as rest_auth
+from handlers.rest import calls as rest_calls
 from handlers.rest import chats as rest_chats
 from handlers.rest import messages as rest_messages
 from handlers.rest import users as rest_users
@@ -27,6 +28,7 @@ from handlers.sio.base import Services, SocketServer
 from handlers.sio.namespaces import build_namespaces
 from handlers.sio.notifier import SocketNotifier
 from models.auth import AuthService, LoginPolicy
+from models.calls import CallService
 from models.chats import ChatService
 from models.mail import Mailer
 from models.messages import MessageService
@@ -38,7 +40,7 @@ from models.tokens import TokenSigner, load_or_create_secret
 from models.uploads import UploadService
 from models.users import UserService
 from server.config import Config, ConfigError
-from server.keys import AUTH, CHATS, CONFIG, MESSAGES, PRESENCE, SIO, STARTED_AT, STORE, UPLOADS, USERS
+from server.keys import AUTH, CALLS, CHATS, CONFIG, MESSAGES, PRESENCE, SIO, STARTED_AT, STORE, UPLOADS, USERS
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +125,12 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         reset_url=config.mail.reset_url,
     )
     app[AUTH] = auth
+    app[PRESENCE] = PresenceService(app[STORE], notifier, config.presence.grace_period)
     app[USERS] = UserService(app[STORE], auth, app[PRESENCE])
     budgets = Budgets(config.limits.budgets())
     app[CHATS] = ChatService(app[STORE], app[PRESENCE], notifier)
     app[MESSAGES] = MessageService(app[STORE], app[CHATS], notifier, budgets)
+    app[CALLS] = CallService(app[STORE], app[CHATS], app[PRESENCE], notifier, config.calls.ring_timeout)
     app[UPLOADS] = UploadService(app[STORE], config.in_data_dir(config.uploads.dir), config.uploads.max_size, budgets)
     services = Services(
         auth=auth,
@@ -134,12 +138,15 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         presence=app[PRESENCE],
         chats=app[CHATS],
         messages=app[MESSAGES],
+        calls=app[CALLS],
         auth_timeout=config.socketio.auth_timeout,
     )
     for namespace in build_namespaces(services):
         sio.register_namespace(namespace)
     yield
     await _close_sockets(sio)
+    await app[CALLS].close()
+    await app[PRESENCE].close()
     hasher.close()
 
 
@@ -160,12 +167,12 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[STARTED_AT] = time.monotonic()
-    app[PRESENCE] = PresenceService()
     setup_socketio(app, config)
     app.router.add_routes(rest_auth.routes)
     app.router.add_routes(rest_users.routes)
     app.router.add_routes(rest_chats.routes)
     app.router.add_routes(rest_messages.routes)
+    app.router.add_routes(rest_calls.routes)
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(services_context)
     return app

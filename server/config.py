@@ -117,6 +117,16 @@ class SocketIOConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    grace_period: float = setting(_seconds(0), 5.0)
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    ring_timeout: float = setting(_seconds(0.05), 30.0)
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     messages_per_second: float = setting(_seconds(0.01), 100.0)
     messages_burst: int = setting(_positive(), 500)
@@ -157,6 +167,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     socketio: SocketIOConfig = field(default_factory=SocketIOConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import socketio
 
     from models.auth import AuthService
+    from models.calls import CallService
     from models.chats import ChatService
     from models.messages import MessageService
     from models.presence import PresenceService
@@ -28,3 +29,4 @@ STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 CHATS: web.AppKey[ChatService] = web.AppKey("chats")
 MESSAGES: web.AppKey[MessageService] = web.AppKey("messages")
 UPLOADS: web.AppKey[UploadService] = web.AppKey("uploads")
+CALLS: web.AppKey[CallService] = web.AppKey("calls")

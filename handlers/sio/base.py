@@ -26,6 +26,7 @@ import socketio
 from marshmallow import Schema
 
 from models.auth import AuthService, Identity
+from models.calls import CallService
 from models.chats import ChatService
 from models.errors import AppError, Unauthenticated, ValidationFailed
 from models.messages import MessageService
@@ -156,6 +157,7 @@ class Services:
     presence: PresenceService
     chats: ChatService
     messages: MessageService
+    calls: CallService
     auth_timeout: float
 
 
@@ -242,7 +244,7 @@ class BaseNamespace(socketio.AsyncNamespace):
         """Join the rooms of every chat of the user and count the socket for presence."""
         for chat_id in await self.services.chats.chat_ids(identity.user.id):
             await self.enter_room(sid, chat_room(chat_id))
-        self.services.presence.socket_opened(identity.user.id)
+        await self.services.presence.socket_opened(identity.user.id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         session = await self._session(sid)
@@ -256,8 +258,7 @@ class BaseNamespace(socketio.AsyncNamespace):
             await self.after_sign_off(sid, identity)
 
     async def after_sign_off(self, sid: str, identity: Identity) -> None:
-        if self.services.presence.socket_closed(identity.user.id) == 0:
-            await self.services.users.touch_last_seen(identity.user.id)
+        await self.services.presence.socket_closed(identity.user.id)
 
     # events
     async def trigger_event(self, event: str, *args: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from marshmallow import Schema
 
 from handlers.sio.base import BaseNamespace, Services
+from handlers.sio.calls import CallEvents
 from handlers.sio.messages import MessageEvents
 from models.auth import Identity
 from schemas.users import PresenceUpdate
@@ -36,6 +37,9 @@ EVENT_NAMESPACES = {
         ),
         MESSAGES,
     ),
+    **dict.fromkeys(
+        ("incoming_call", "call_status_update", "webrtc_offer", "webrtc_answer", "webrtc_ice_candidate"), CALLS
+    ),
     "user_status_changed": STATUS,
 }
 
@@ -52,7 +56,7 @@ class MessagesNamespace(MessageEvents):
     """`/messages`: chat events."""
 
 
-class CallsNamespace(BaseNamespace):
+class CallsNamespace(CallEvents):
     """`/calls`: call and signalling events."""
 
 
@@ -60,10 +64,10 @@ class StatusNamespace(StatusEvents):
     """`/status`: presence events."""
 
 
-class RootNamespace(MessageEvents, StatusEvents):
+class RootNamespace(MessageEvents, CallEvents, StatusEvents):
     """`/`: every event of every namespace."""
 
-    event_schemas = {**MessageEvents.event_schemas, **StatusEvents.event_schemas}
+    event_schemas = {**MessageEvents.event_schemas, **CallEvents.event_schemas, **StatusEvents.event_schemas}
 
 
 def build_namespaces(services: Services) -> list[BaseNamespace]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from models.documents import Chat, Member, Message, Page, Session, Upload, User
+from models.documents import Call, Chat, Member, Message, Page, Session, Upload, User
 
 
 class StoreError(Exception):
@@ -103,6 +103,10 @@ class Store(ABC):
     async def is_blocked(self, blocker_id: str, blocked_id: str) -> bool: ...
 
     @abstractmethod
+    async def blocked_ids(self, blocker_id: str) -> list[str]:
+        """Everyone the user has blocked."""
+
+    @abstractmethod
     async def blocked_ids_of(self, blocked_id: str, blocker_ids: list[str]) -> list[str]:
         """Which of `blocker_ids` have blocked `blocked_id` (one query for a whole page)."""
 
@@ -153,6 +157,10 @@ class Store(ABC):
 
     @abstractmethod
     async def user_chat_ids(self, user_id: str) -> list[str]: ...
+
+    @abstractmethod
+    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
+        """Everyone who shares at least one chat with the user (the user excluded)."""
 
     # messages
     @abstractmethod
@@ -215,3 +223,15 @@ class Store(ABC):
 
     @abstractmethod
     async def get_upload(self, upload_id: str) -> Upload | None: ...
+
+    # calls
+    @abstractmethod
+    async def save_call(self, call: Call) -> None:
+        """Insert or replace the call document (and index it for each participant)."""
+
+    @abstractmethod
+    async def get_call(self, call_id: str) -> Call | None: ...
+
+    @abstractmethod
+    async def user_calls(self, user_id: str, call_type: str | None, page: int, limit: int) -> tuple[list[Call], int]:
+        """The user's calls, newest first, and the total."""

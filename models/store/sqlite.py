@@ -1,4 +1,4 @@
-"""The SQLite store: users, logins, reset tokens and blocks here, chats in `ChatTables`."""
+"""The SQLite store: users, logins, reset tokens and blocks here; chats and calls in their table groups."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from models.documents import Page, Session, User
 from models.store.sqlite_base import like_pattern
+from models.store.sqlite_calls import CallTables
 from models.store.sqlite_chats import ChatTables
 
 _USER_COLUMNS = (
@@ -24,7 +25,7 @@ def _session(row: sqlite3.Row | None) -> Session | None:
     return Session(**dict(row)) if row is not None else None
 
 
-class SqliteStore(ChatTables):
+class SqliteStore(ChatTables, CallTables):
     """`Store` on one aiosqlite connection (one thread, writes serialised)."""
 
     # users
@@ -135,6 +136,10 @@ class SqliteStore(ChatTables):
     async def is_blocked(self, blocker_id: str, blocked_id: str) -> bool:
         row = await self._one("SELECT 1 FROM blocks WHERE blocker_id = ? AND blocked_id = ?", (blocker_id, blocked_id))
         return row is not None
+
+    async def blocked_ids(self, blocker_id: str) -> list[str]:
+        rows = await self._all("SELECT blocked_id FROM blocks WHERE blocker_id = ?", (blocker_id,))
+        return [row["blocked_id"] for row in rows]
 
     async def blocked_ids_of(self, blocked_id: str, blocker_ids: list[str]) -> list[str]:
         if not blocker_ids:

@@ -142,6 +142,14 @@ class ChatTables(SqliteBase):
         rows = await self._all("SELECT chat_id FROM members WHERE user_id = ?", (user_id,))
         return [row["chat_id"] for row in rows]
 
+    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
+        rows = await self._all(
+            "SELECT DISTINCT o.user_id FROM members m JOIN members o ON o.chat_id = m.chat_id"
+            " WHERE m.user_id = ? AND o.user_id != ?",
+            (user_id, user_id),
+        )
+        return [row["user_id"] for row in rows]
+
     # messages
     async def insert_message(self, message: Message) -> None:
         await self._write(

@@ -108,4 +108,27 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 3: call history
+    """
+    CREATE TABLE calls (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        initiator_id TEXT NOT NULL,
+        chat_id TEXT,
+        status TEXT NOT NULL,
+        participants TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        duration INTEGER
+    );
+    CREATE TABLE call_members (
+        user_id TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        PRIMARY KEY (user_id, call_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX call_members_type ON call_members (user_id, type, call_id);
+    """,
 ]
