@@ -43,6 +43,7 @@ class CallService:
         self._live: dict[str, Call] = {}
         self._busy: dict[str, str] = {}  # user id -> the live call they ring in or talk in
         self._timers: dict[str, asyncio.Task[None]] = {}
+        self._muted: dict[str, set[str]] = {}  # call id -> invitees who blocked the caller: never told of it
         presence.on_last_socket_closed(self.user_gone)
 
     # views
@@ -79,9 +80,11 @@ class CallService:
         missing = [uid for uid in wanted if uid not in users]
         if missing:
             raise UserNotFound(f"Unknown user: {missing[0]}", details={"participants": missing})
+        blocked_me = set(await self.store.blocked_ids_of(me, wanted))
+        # checked after the last await: from here to registering the call nothing yields, so two
+        # concurrent starts by one caller cannot both pass
         if me in self._busy:
             raise CallFailed("You are already in a call")
-        blocked_me = set(await self.store.blocked_ids_of(me, wanted))
         now = now_iso()
         participants = [CallParticipant(me, "answered", joined_at=now)]
         for uid in wanted:
@@ -101,11 +104,13 @@ class CallService:
         self._live[call.id] = call
         for uid in (me, *invited):
             self._busy[uid] = call.id
+        if blocked_me:
+            self._muted[call.id] = blocked_me
         self._timers[call.id] = asyncio.ensure_future(self._ring_out(call.id))
         await self.store.save_call(call)
         payload = await self.dump(call)
         await self.notifier.to_users(invited, "incoming_call", payload)
-        await self.notifier.to_users([p.user_id for p in participants], "call_status_update", payload)
+        await self.notifier.to_users(self._audience(call), "call_status_update", payload)
         return call
 
     def _live_participant(self, identity: Identity, call_id: str) -> tuple[Call, CallParticipant]:
@@ -172,10 +177,12 @@ class CallService:
         if call is None:
             return
         self._timers.pop(call_id, None)
-        for participant in call.participants:
-            if participant.status == "invited":
-                participant.status = "missed"
-                self._busy.pop(participant.user_id, None)
+        ringing = [p for p in call.participants if p.status == "invited"]
+        if not ringing:  # everyone answered or refused already: nothing changes, nobody is told
+            return
+        for participant in ringing:
+            participant.status = "missed"
+            self._busy.pop(participant.user_id, None)
         await self._changed(call)
 
     def _settle(self, call: Call) -> None:
@@ -212,8 +219,15 @@ class CallService:
         call.updated_at = now_iso()
         await self.store.save_call(call)
         payload = await self.dump(call)
-        await self.notifier.to_users([p.user_id for p in call.participants], "call_status_update", payload)
+        await self.notifier.to_users(self._audience(call), "call_status_update", payload)
+        if call.status not in LIVE:
+            self._muted.pop(call.id, None)
         return call
+
+    def _audience(self, call: Call) -> list[str]:
+        """Every participant but those who blocked the caller (to them the caller cannot reach them)."""
+        muted = self._muted.get(call.id, ())
+        return [p.user_id for p in call.participants if p.user_id not in muted]
 
     # signalling
     async def relay(self, identity: Identity, event: str, data: dict[str, Any]) -> dict[str, Any]:

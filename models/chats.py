@@ -63,18 +63,28 @@ class ChatService:
         return users
 
     # views
-    async def views(self, viewer_id: str, pairs: list[tuple[Chat, Member | None]]) -> list[ChatView]:
-        """Views of several chats for one viewer, with as few queries as the store allows."""
+    async def views(self, viewer_id: str | None, pairs: list[tuple[Chat, Member | None]]) -> list[ChatView]:
+        """Views of several chats for one viewer, with as few queries as the store allows.
+
+        `viewer_id=None` is a broadcast to many viewers: presence depends on who
+        looks (blocks, invisibility), so broadcasts carry none.
+        """
         members = {chat.id: await self.store.list_members(chat.id) for chat, _ in pairs}
         user_ids = {m.user_id for ms in members.values() for m in ms}
         users = await self.store.get_users(list(user_ids))
-        hidden = set(await self.store.blocked_ids_of(viewer_id, [u for u in user_ids if u != viewer_id]))
+        hidden = set()
+        if viewer_id is not None:
+            hidden = set(await self.store.blocked_ids_of(viewer_id, [u for u in user_ids if u != viewer_id]))
         last = await self.store.get_messages([chat.last_message_id for chat, _ in pairs if chat.last_message_id])
         out = []
         for chat, own in pairs:
             participants = [
                 ParticipantView(
-                    users[m.user_id], m, self.presence.presence_for(users[m.user_id], viewer_id, m.user_id in hidden)
+                    users[m.user_id],
+                    m,
+                    None
+                    if viewer_id is None
+                    else self.presence.presence_for(users[m.user_id], viewer_id, m.user_id in hidden),
                 )
                 for m in members[chat.id]
                 if m.user_id in users
@@ -97,7 +107,7 @@ class ChatService:
             out.append(view)
         return out
 
-    async def view(self, viewer_id: str, chat: Chat, member: Member | None) -> ChatView:
+    async def view(self, viewer_id: str | None, chat: Chat, member: Member | None) -> ChatView:
         return (await self.views(viewer_id, [(chat, member)]))[0]
 
     async def _announce_created(self, chat: Chat, user_ids: list[str]) -> None:
@@ -108,7 +118,7 @@ class ChatService:
             await self.notifier.to_users([uid], "chat_created", _chat_out.dump(await self.view(uid, chat, member)))
 
     async def _announce_updated(self, chat: Chat) -> None:
-        view = await self.view("", chat, None)
+        view = await self.view(None, chat, None)
         await self.notifier.to_chat(chat.id, "chat_updated", _chat_out.dump(view))
 
     # creating
@@ -220,9 +230,7 @@ class ChatService:
         if new:
             await self.store.add_members(new)
             await self.store.update_chat(chat.id, {"updated_at": now})
-            added = [
-                ParticipantView(users[m.user_id], m, self.presence.presence_for(users[m.user_id], None)) for m in new
-            ]
+            added = [ParticipantView(users[m.user_id], m, None) for m in new]
             await self.notifier.join_chat([m.user_id for m in new], chat.id)
             payload = {
                 "chatId": chat.id,

@@ -4,7 +4,7 @@ A user is online from their first live authenticated socket until
 `presence.grace_period` seconds after the last one closes, across devices, so a
 page reload or a brief network drop does not flicker them offline. What others
 see is `offline` when the user is offline, chose `invisible`, or blocked the
-viewer; the user themself always sees their own setting.
+viewer; the user themself sees their own setting while online.
 
 Changes go out as `user_status_changed {userId, status, lastSeen}` to the users
 who share a chat with the user and have not been blocked by them, never to
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from models.clock import now_iso
@@ -33,7 +32,7 @@ class PresenceService:
         self.store = store
         self.notifier = notifier
         self.grace_period = grace_period
-        self._sockets: Counter[str] = Counter()
+        self._sockets: dict[str, set[str]] = {}  # user id -> ids of their live sockets
         self._leaving: dict[str, asyncio.Task[None]] = {}  # users within their grace period
         self._on_last_socket: list[GoneHook] = []
 
@@ -56,10 +55,11 @@ class PresenceService:
             return "offline"
         return user.presence_setting
 
-    async def socket_opened(self, user_id: str) -> None:
+    async def socket_opened(self, user_id: str, socket_id: str) -> None:
         """Count a live socket; the first one (outside a grace period) makes the user online."""
-        self._sockets[user_id] += 1
-        if self._sockets[user_id] > 1:
+        sockets = self._sockets.setdefault(user_id, set())
+        sockets.add(socket_id)
+        if len(sockets) > 1:
             return
         leaving = self._leaving.pop(user_id, None)
         if leaving is not None:
@@ -67,10 +67,13 @@ class PresenceService:
             return
         await self.announce(user_id)
 
-    async def socket_closed(self, user_id: str) -> None:
-        left = self._sockets[user_id] - 1
-        if left > 0:
-            self._sockets[user_id] = left
+    async def socket_closed(self, user_id: str, socket_id: str) -> None:
+        """Forget a socket (closing one twice, or one never counted, changes nothing)."""
+        sockets = self._sockets.get(user_id)
+        if sockets is None or socket_id not in sockets:
+            return
+        sockets.discard(socket_id)
+        if sockets:
             return
         del self._sockets[user_id]
         for hook in self._on_last_socket:

@@ -16,7 +16,7 @@ from models.documents import Call, CallParticipant, Chat, Member, Message, User
 class ParticipantView:
     user: User
     member: Member
-    presence: str
+    presence: str | None  # None in broadcasts: it depends on the viewer
 
     @property
     def id(self) -> str:

@@ -35,7 +35,7 @@ class ParticipantOut(Schema):
     avatar = fields.String(allow_none=True)
     role = fields.String()
     joinedAt = fields.String(attribute="joined_at")
-    presence = fields.String()
+    presence = fields.String(allow_none=True)
 
 
 class ChatSettingsOut(Schema):

@@ -244,7 +244,11 @@ class BaseNamespace(socketio.AsyncNamespace):
         """Join the rooms of every chat of the user and count the socket for presence."""
         for chat_id in await self.services.chats.chat_ids(identity.user.id):
             await self.enter_room(sid, chat_room(chat_id))
-        await self.services.presence.socket_opened(identity.user.id)
+        presence = self.services.presence
+        await presence.socket_opened(identity.user.id, sid)
+        if not self.server.manager.is_connected(sid, self.namespace):
+            # it disconnected while being counted, and its close was a no-op: undo the count
+            await presence.socket_closed(identity.user.id, sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         session = await self._session(sid)
@@ -258,7 +262,7 @@ class BaseNamespace(socketio.AsyncNamespace):
             await self.after_sign_off(sid, identity)
 
     async def after_sign_off(self, sid: str, identity: Identity) -> None:
-        await self.services.presence.socket_closed(identity.user.id)
+        await self.services.presence.socket_closed(identity.user.id, sid)
 
     # events
     async def trigger_event(self, event: str, *args: Any) -> Any:
