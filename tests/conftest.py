@@ -201,7 +201,7 @@ async def sockets(server: Server) -> AsyncIterator[Callable[..., Any]]:
         client = socketio.AsyncClient(reconnection=False)
         seen = Recorder()
         for name in (*SERVER_EVENTS, *events, "disconnect"):
-            client.on(name, _recorder(seen, name), namespace=namespace)
+            client.on(name, recorder_for(seen, name), namespace=namespace)
         url = server.url
         auth = None
         if token is not None and via == "auth":
@@ -220,7 +220,7 @@ async def sockets(server: Server) -> AsyncIterator[Callable[..., Any]]:
             await client.disconnect()
 
 
-def _recorder(seen: Recorder, name: str) -> Callable[..., Any]:
+def recorder_for(seen: Recorder, name: str) -> Callable[..., Any]:
     async def handler(*args: Any) -> None:
         await seen.record(name, args[0] if args else None)
 

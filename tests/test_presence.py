@@ -9,7 +9,7 @@ after the one that must not come (events on one connection arrive in order).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from models.clock import now_iso
 from server.config import Config
 from server.keys import STORE
 from tests.chat_support import ISO, connect, group_chat, private_chat, rest_send
-from tests.conftest import Account, Api, Recorder, Server, Socket, start_server
+from tests.conftest import Account, Api, Recorder, Server, Socket, recorder_for, start_server
 
 SHORT_GRACE = 0.3
 LONG_GRACE = 30.0
@@ -326,7 +326,7 @@ async def test_one_connection_on_several_namespaces_is_one_user_online(api, serv
         recorders = {ns: Recorder() for ns in namespaces}
         for ns, recorder in recorders.items():
             for name in ("authenticated", "user_status_changed"):
-                client.on(name, _recorder(recorder, name), namespace=ns)
+                client.on(name, recorder_for(recorder, name), namespace=ns)
         await client.connect(
             server.url, namespaces=namespaces, auth={"token": user.token}, transports=["websocket"], wait_timeout=5
         )
@@ -363,10 +363,3 @@ async def test_one_connection_on_several_namespaces_is_one_user_online(api, serv
         for client in opened:
             if client.connected:
                 await client.disconnect()
-
-
-def _recorder(seen: Recorder, name: str) -> Callable[..., Any]:
-    async def handler(*args: Any) -> None:
-        await seen.record(name, args[0] if args else None)
-
-    return handler
