@@ -20,6 +20,7 @@ from aiohttp import web
 from handlers.rest import auth as rest_auth
 from handlers.rest import calls as rest_calls
 from handlers.rest import chats as rest_chats
+from handlers.rest import docs as rest_docs
 from handlers.rest import messages as rest_messages
 from handlers.rest import users as rest_users
 from handlers.rest.cors import cors_middleware
@@ -173,6 +174,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(rest_chats.routes)
     app.router.add_routes(rest_messages.routes)
     app.router.add_routes(rest_calls.routes)
+    app.router.add_routes(rest_docs.routes)
+    app.on_startup.append(rest_docs.build_documents)
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(services_context)
     return app

@@ -24,6 +24,8 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import Config, load_config
+from server.keys import SIO
+from tests.api_contract import EventContract, ack_problems
 
 _names = count(1)
 
@@ -61,8 +63,28 @@ class Server:
         return self.url + "/api/v1"
 
 
+def check_emits_against_asyncapi(app: web.Application) -> EventContract:
+    """Validate every event the server emits; mismatches fail the test when the server stops."""
+    sio = app[SIO]
+    contract = EventContract()
+    emit = sio.emit
+
+    async def checked_emit(event: str, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+        contract.check(event, data)
+        return await emit(event, data, *args, **kwargs)
+
+    sio.emit = checked_emit  # type: ignore[method-assign]
+
+    async def report(_: web.Application) -> None:
+        assert not contract.mismatches, "events that break the AsyncAPI document:\n" + "\n".join(contract.mismatches)
+
+    app.on_cleanup.append(report)
+    return contract
+
+
 async def start_server(config: Config) -> Server:
     app = create_app(config)
+    check_emits_against_asyncapi(app)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -171,8 +193,11 @@ class Socket:
     seen: Recorder
 
     async def call(self, event: str, data: Any = None, timeout: float = 5.0) -> Any:
-        """Emit with an ack and return what the server answered."""
-        return await self.client.call(event, data, namespace=self.namespace, timeout=timeout)
+        """Emit with an ack and return what the server answered (checked against the AsyncAPI document)."""
+        answer = await self.client.call(event, data, namespace=self.namespace, timeout=timeout)
+        mismatches = ack_problems(event, answer)
+        assert not mismatches, f"the {event} ack breaks the AsyncAPI document: {mismatches}"
+        return answer
 
     async def emit(self, event: str, data: Any = None) -> None:
         await self.client.emit(event, data, namespace=self.namespace)

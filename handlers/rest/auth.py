@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from handlers.rest.apidoc import doc
 from handlers.rest.common import caller, envelope, read_body
 from models.auth import TokenPair
 from schemas import auth as s
+from schemas.responses import AuthOut, TokensOut
 from schemas.users import ProfileUpdate, UserOut
 from server.keys import AUTH, USERS
 
@@ -22,6 +24,7 @@ def _address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+@doc(summary="Register", tag="auth", body=s.Register, data=AuthOut, status=201, auth=False)
 async def register(request: web.Request) -> web.Response:
     body = await read_body(request, s.Register())
     user, pair = await request.app[AUTH].register(**body)
@@ -29,6 +32,7 @@ async def register(request: web.Request) -> web.Response:
     return envelope({"user": _user_out.dump(view), **_tokens(pair)}, "User registered", status=201)
 
 
+@doc(summary="Log in", tag="auth", body=s.Login, data=AuthOut, auth=False)
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, s.Login())
     user, pair = await request.app[AUTH].login(body["email"], body["password"], _address(request))
@@ -36,23 +40,27 @@ async def login(request: web.Request) -> web.Response:
     return envelope({"user": _user_out.dump(view), **_tokens(pair)}, "Logged in")
 
 
+@doc(summary="Rotate the refresh token", tag="auth", body=s.RefreshToken, data=TokensOut, auth=False)
 async def refresh_token(request: web.Request) -> web.Response:
     body = await read_body(request, s.RefreshToken())
     pair = await request.app[AUTH].refresh(body["refreshToken"])
     return envelope(_tokens(pair), "Token refreshed")
 
 
+@doc(summary="Log out (revoke this login)", tag="auth", shape="none")
 async def logout(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[AUTH].logout(identity)
     return envelope(message="Logged out")
 
 
+@doc(summary="The current user", tag="auth", data=UserOut)
 async def me(request: web.Request) -> web.Response:
     identity = await caller(request)
     return envelope(_user_out.dump(await request.app[USERS].view(identity.user, identity.user.id)))
 
 
+@doc(summary="Update your profile", tag="auth", body=ProfileUpdate, data=UserOut)
 async def update_profile(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, ProfileUpdate())
@@ -60,6 +68,7 @@ async def update_profile(request: web.Request) -> web.Response:
     return envelope(_user_out.dump(await request.app[USERS].view(user, user.id)), "Profile updated")
 
 
+@doc(summary="Change your password", tag="auth", body=s.ChangePassword, shape="none")
 async def change_password(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.ChangePassword())
@@ -67,12 +76,14 @@ async def change_password(request: web.Request) -> web.Response:
     return envelope(message="Password changed; other sessions were signed out")
 
 
+@doc(summary="Mail a password reset token", tag="auth", body=s.ForgotPassword, shape="none", auth=False)
 async def forgot_password(request: web.Request) -> web.Response:
     body = await read_body(request, s.ForgotPassword())
     await request.app[AUTH].forgot_password(body["email"])
     return envelope(message="If the account exists, a reset mail has been sent")
 
 
+@doc(summary="Reset a password with a mailed token", tag="auth", body=s.ResetPassword, shape="none", auth=False)
 async def reset_password(request: web.Request) -> web.Response:
     body = await read_body(request, s.ResetPassword())
     await request.app[AUTH].reset_password(body["token"], body["newPassword"])

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
+from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, read_body, read_query
 from models.errors import ValidationFailed
 from schemas import chats as s
+from schemas.events import ReadMark
 from schemas.messages import ReadBody
+from schemas.responses import AddedParticipants, RoleOut
 from server.keys import CHATS, MESSAGES
 
 _chat_out = s.ChatOut()
@@ -21,6 +26,7 @@ def _list_answer(views: list, page: int, limit: int, total: int) -> web.Response
     return envelope(_chat_out.dump(views, many=True), extra={"pagination": pagination})
 
 
+@doc(summary="Your chats, latest activity first", tag="chats", query=s.ChatListQuery, data=s.ChatOut, shape="list")
 async def list_chats(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, s.ChatListQuery())
@@ -28,6 +34,13 @@ async def list_chats(request: web.Request) -> web.Response:
     return _list_answer(views, query["page"], query["limit"], total)
 
 
+@doc(
+    summary="Create a private chat (idempotent per pair) or a group",
+    tag="chats",
+    body=s.CreateChat,
+    data=s.ChatOut,
+    status=201,
+)
 async def create_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.CreateChat())
@@ -44,11 +57,13 @@ async def create_chat(request: web.Request) -> web.Response:
     return envelope(_chat_out.dump(view), "Chat created", status=201)
 
 
+@doc(summary="A chat", tag="chats", data=s.ChatOut)
 async def get_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
     return envelope(_chat_out.dump(await request.app[CHATS].get(identity, request.match_info["id"])))
 
 
+@doc(summary="Rename or describe a group", tag="chats", body=s.UpdateChat, data=s.ChatOut)
 async def update_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.UpdateChat())
@@ -56,13 +71,17 @@ async def update_chat(request: web.Request) -> web.Response:
     return envelope(_chat_out.dump(view), "Chat updated")
 
 
+@doc(summary="Delete a chat", tag="chats", shape="none")
 async def delete_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[CHATS].delete(identity, request.match_info["id"])
     return envelope(message="Chat deleted")
 
 
-def _flag(flag: str, value: bool):
+def _flag(flag: str, value: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    verb = ("Archive" if value else "Unarchive") if flag == "archived" else ("Mute" if value else "Unmute")
+
+    @doc(summary=f"{verb} a chat (your own flag)", tag="chats", data=s.ChatOut)
     async def handler(request: web.Request) -> web.Response:
         identity = await caller(request)
         view = await request.app[CHATS].set_flag(identity, request.match_info["id"], flag, value)
@@ -71,6 +90,7 @@ def _flag(flag: str, value: bool):
     return handler
 
 
+@doc(summary="Mark read up to a message", tag="chats", body=ReadBody, data=ReadMark)
 async def mark_read(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, ReadBody()) if request.body_exists else {"messageId": None}
@@ -78,6 +98,7 @@ async def mark_read(request: web.Request) -> web.Response:
     return envelope(result, "Marked as read")
 
 
+@doc(summary="Your groups", tag="groups", query=s.ChatListQuery, data=s.ChatOut, shape="list")
 async def list_groups(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, s.ChatListQuery())
@@ -85,6 +106,7 @@ async def list_groups(request: web.Request) -> web.Response:
     return _list_answer(views, query["page"], query["limit"], total)
 
 
+@doc(summary="Create a group", tag="groups", body=s.CreateGroup, data=s.ChatOut, status=201)
 async def create_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.CreateGroup())
@@ -92,11 +114,13 @@ async def create_group(request: web.Request) -> web.Response:
     return envelope(_chat_out.dump(view), "Group created", status=201)
 
 
+@doc(summary="A group", tag="groups", data=s.ChatOut)
 async def get_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     return envelope(_chat_out.dump(await request.app[CHATS].get(identity, request.match_info["id"], group=True)))
 
 
+@doc(summary="Update a group (admins)", tag="groups", body=s.UpdateChat, data=s.ChatOut)
 async def update_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.UpdateChat())
@@ -104,12 +128,14 @@ async def update_group(request: web.Request) -> web.Response:
     return envelope(_chat_out.dump(view), "Group updated")
 
 
+@doc(summary="Delete a group (admins)", tag="groups", shape="none")
 async def delete_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[CHATS].delete(identity, request.match_info["id"], group=True)
     return envelope(message="Group deleted")
 
 
+@doc(summary="Add members", tag="groups", body=s.AddParticipants, data=AddedParticipants)
 async def add_participants(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.AddParticipants())
@@ -117,12 +143,14 @@ async def add_participants(request: web.Request) -> web.Response:
     return envelope({"addedParticipants": _participant_out.dump(added, many=True)}, "Participants added")
 
 
+@doc(summary="Remove a member (admins, or yourself)", tag="groups", shape="none")
 async def remove_participant(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[CHATS].remove_member(identity, request.match_info["id"], request.match_info["userId"])
     return envelope(message="Participant removed")
 
 
+@doc(summary="Change a member's role (admins)", tag="groups", body=s.SetRole, data=RoleOut)
 async def set_role(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.SetRole())
@@ -131,6 +159,7 @@ async def set_role(request: web.Request) -> web.Response:
     return envelope(result, "Role changed")
 
 
+@doc(summary="Leave a group", tag="groups", shape="none")
 async def leave_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[CHATS].leave(identity, request.match_info["id"])

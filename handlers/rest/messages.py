@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, read_body, read_query
 from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from models.messages import dump
 from schemas import messages as s
 from schemas.common import PaginationOut, load
+from schemas.events import MessageDeleted
+from schemas.messages import MessageOut
+from schemas.responses import MessagePage
 from schemas.uploads import UploadOut, UploadPurpose
 from server.keys import MESSAGES, UPLOADS
 
@@ -21,6 +25,7 @@ _upload_out = UploadOut()
 CHUNK = 64 * 1024
 
 
+@doc(summary="Message history, newest first", tag="messages", query=s.HistoryQuery, data=MessagePage)
 async def history(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, s.HistoryQuery())
@@ -30,6 +35,7 @@ async def history(request: web.Request) -> web.Response:
     return envelope({"messages": [dump(v) for v in views], "pagination": _pagination.dump(pagination)})
 
 
+@doc(summary="Send a message", tag="messages", body=s.SendMessage, data=MessageOut, status=201)
 async def send(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.SendMessage())
@@ -37,6 +43,7 @@ async def send(request: web.Request) -> web.Response:
     return envelope(dump(view), "Message sent" if created else "Message already sent", status=201 if created else 200)
 
 
+@doc(summary="Edit your message", tag="messages", body=s.EditMessage, data=MessageOut)
 async def edit(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.EditMessage())
@@ -44,6 +51,7 @@ async def edit(request: web.Request) -> web.Response:
     return envelope(dump(view), "Message updated")
 
 
+@doc(summary="Delete a message (leaves a tombstone)", tag="messages", data=MessageDeleted)
 async def delete(request: web.Request) -> web.Response:
     identity = await caller(request)
     result = await request.app[MESSAGES].delete(identity, request.match_info["id"])
@@ -55,6 +63,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+@doc(summary="Upload a file (multipart, streamed, 10 MB)", tag="uploads", data=UploadOut, shape="multipart", status=201)
 async def upload(request: web.Request) -> web.Response:
     """`multipart/form-data` with `file` (and `purpose`, before or after it), streamed to disk."""
     identity = await caller(request)
@@ -91,6 +100,7 @@ async def upload(request: web.Request) -> web.Response:
     return envelope(_upload_out.dump(saved), "File uploaded", status=201)
 
 
+@doc(summary="An uploaded file", tag="uploads", shape="file", auth=False)
 async def download(request: web.Request) -> web.StreamResponse:
     uploaded, path = await request.app[UPLOADS].get(request.match_info["id"])
     inline = request.app[UPLOADS].inline(uploaded.mime_type)

@@ -7,10 +7,13 @@ import time
 import orjson
 from aiohttp import web
 
+from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, paged, read_body, read_query
 from models.clock import now_iso
 from models.errors import ServiceUnavailable
+from schemas.events import StatusSet
+from schemas.responses import HealthOut, StatusOption, UserPage
 from schemas.users import AdminUserUpdate, PresenceUpdate, UserListQuery, UserOut
 from server.keys import PRESENCE, SIO, STARTED_AT, STORE, USERS
 
@@ -24,6 +27,7 @@ STATUS_OPTIONS = [
 ]
 
 
+@doc(summary="List and search users", tag="users", query=UserListQuery, data=UserPage)
 async def list_users(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, UserListQuery())
@@ -31,6 +35,7 @@ async def list_users(request: web.Request) -> web.Response:
     return envelope(paged("users", page, _user_out))
 
 
+@doc(summary="A user", tag="users", data=UserOut)
 async def get_user(request: web.Request) -> web.Response:
     identity = await caller(request)
     users = request.app[USERS]
@@ -38,6 +43,7 @@ async def get_user(request: web.Request) -> web.Response:
     return envelope(_user_out.dump(await users.view(user, identity.user.id)))
 
 
+@doc(summary="Update a user (admins)", tag="users", body=AdminUserUpdate, data=UserOut)
 async def update_user(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, AdminUserUpdate())
@@ -46,24 +52,28 @@ async def update_user(request: web.Request) -> web.Response:
     return envelope(_user_out.dump(await users.view(user, identity.user.id)), "User updated")
 
 
+@doc(summary="Delete a user (admins)", tag="users", shape="none")
 async def delete_user(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[USERS].admin_delete(identity, request.match_info["id"])
     return envelope(message="User deleted")
 
 
+@doc(summary="Block a user", tag="users", shape="none")
 async def block_user(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[USERS].set_blocked(identity, request.match_info["id"], True)
     return envelope(message="User blocked")
 
 
+@doc(summary="Unblock a user", tag="users", shape="none")
 async def unblock_user(request: web.Request) -> web.Response:
     identity = await caller(request)
     await request.app[USERS].set_blocked(identity, request.match_info["id"], False)
     return envelope(message="User unblocked")
 
 
+@doc(summary="Set your presence", tag="status", body=PresenceUpdate, data=StatusSet)
 async def set_status(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, PresenceUpdate())
@@ -71,10 +81,12 @@ async def set_status(request: web.Request) -> web.Response:
     return envelope({"status": user.presence_setting, "updatedAt": user.updated_at}, "Status updated")
 
 
+@doc(summary="The presence options", tag="status", data=StatusOption, shape="list", auth=False)
 async def status_options(request: web.Request) -> web.Response:
     return envelope(STATUS_OPTIONS)
 
 
+@doc(summary="Health of the service", tag="health", data=HealthOut, auth=False)
 async def health(request: web.Request) -> web.Response:
     """200 when the database answers; 503 (a failure envelope that still carries the report) when not."""
     app = request.app

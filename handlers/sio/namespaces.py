@@ -70,10 +70,10 @@ class RootNamespace(MessageEvents, CallEvents, StatusEvents):
     event_schemas = {**MessageEvents.event_schemas, **CallEvents.event_schemas, **StatusEvents.event_schemas}
 
 
+def namespace_classes() -> dict[str, type[BaseNamespace]]:
+    """Each namespace path and the class that serves it (the AsyncAPI channels)."""
+    return {ROOT: RootNamespace, MESSAGES: MessagesNamespace, CALLS: CallsNamespace, STATUS: StatusNamespace}
+
+
 def build_namespaces(services: Services) -> list[BaseNamespace]:
-    return [
-        RootNamespace(ROOT, services),
-        MessagesNamespace(MESSAGES, services),
-        CallsNamespace(CALLS, services),
-        StatusNamespace(STATUS, services),
-    ]
+    return [cls(path, services) for path, cls in namespace_classes().items()]
