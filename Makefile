@@ -7,13 +7,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum setup.cfg | cut -d' ' -f1)
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: run test lint format clean venv node
+.PHONY: run test fuzz lint format clean venv node
 
 run: $(STAMP)
 	$(PY) -m server serve
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# bounded fuzzing of a live server: schemathesis over the OpenAPI document, then the Socket.IO fuzzer
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -74,7 +74,7 @@ def _operation(plugin: MarshmallowPlugin, path: str, decl: Doc) -> dict[str, Any
     if params:
         op["parameters"] = params
     if decl.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": decl.body}}}
+        op["requestBody"] = {"required": decl.body_required, "content": {"application/json": {"schema": decl.body}}}
     elif decl.shape == "multipart":
         op["requestBody"] = {
             "required": True,
@@ -96,7 +96,7 @@ def _operation(plugin: MarshmallowPlugin, path: str, decl: Doc) -> dict[str, Any
     else:
         ok = {"description": decl.summary, "content": {"application/json": {"schema": _success(plugin, decl)}}}
     op["responses"] = {
-        str(decl.status): ok,
+        **{str(status): ok for status in (decl.status, *decl.also)},
         "default": {"description": "An error", "content": {"application/json": {"schema": ErrorEnvelope}}},
     }
     if decl.auth:

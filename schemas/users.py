@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from marshmallow import Schema, fields, validate
 
 from schemas.common import InputSchema, PageQuery, text
@@ -11,22 +9,20 @@ from schemas.common import InputSchema, PageQuery, text
 USERNAME = validate.Regexp(r"^[A-Za-z0-9_]{3,20}\Z", error="3 to 20 letters, digits or underscores.")
 PHONE = validate.Regexp(r"^1[3-9][0-9]{9}\Z", error="Not a valid mainland China mobile number.")
 PRESENCE_SETTINGS = ("online", "away", "busy", "invisible")
-_STRONG = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"\d"))
-
-
-def _strong(value: str) -> bool:
-    if not all(p.search(value) for p in _STRONG):
-        raise validate.ValidationError("Must contain an upper-case letter, a lower-case letter and a digit.")
-    return True
+# as patterns, so the published schema says what the server checks
+STRONG = validate.Regexp(
+    r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])", error="Must contain an upper-case letter, a lower-case letter and a digit."
+)
+AVATAR = validate.Regexp(r"^(https?://[^\s/]+|/)[^\s]*\Z", error="An http(s) URL or a path on this server.")
 
 
 def password(**kwargs: object) -> fields.String:
     """At least 6 characters with upper, lower and digit; at most 128 (any script)."""
-    return fields.String(validate=[validate.Length(min=6, max=128), _strong], **kwargs)  # type: ignore[arg-type]
+    return fields.String(validate=[validate.Length(min=6, max=128), STRONG], **kwargs)  # type: ignore[arg-type]
 
 
 def avatar() -> fields.String:
-    return fields.String(allow_none=True, validate=[validate.Length(max=2048), validate.URL(relative=True)])
+    return fields.String(allow_none=True, validate=[validate.Length(max=2048), AVATAR])
 
 
 class UserOut(Schema):

@@ -16,6 +16,7 @@ import sys
 
 from aiohttp import web
 
+from models.store.base import StoreError
 from server.config import Config, ConfigError, load_config
 from server.logs import redact, setup_logging
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         try:
             serve(config)
-        except ConfigError as exc:
+        except (ConfigError, StoreError) as exc:  # a wrong setting, or a database that does not answer
             sys.exit(f"error: {exc}")
     elif args.command == "create-admin":
         from marshmallow import ValidationError
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
             Register().load({"username": username, "email": args.email, "password": password})
         except ValidationError as exc:
             sys.exit(f"error: {exc.normalized_messages()}")
-        print(asyncio.run(create_admin(config, args.email, username, password)))
+        try:
+            print(asyncio.run(create_admin(config, args.email, username, password)))
+        except StoreError as exc:
+            sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ was never opened, and shutdown closes sockets before the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -55,7 +56,17 @@ class OrjsonCodec:
 
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
-        return orjson.loads(text)
+        """orjson, falling back to the standard parser for what it refuses.
+
+        Python's and some other clients write `NaN` and `Infinity`, which are not
+        JSON; orjson rejects them and the whole packet (ack id included) would be
+        dropped unanswered. Parsed leniently, the event reaches validation and
+        gets its error ack like any other bad payload.
+        """
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
 
 
 def setup_socketio(app: web.Application, config: Config) -> SocketServer:

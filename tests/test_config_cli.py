@@ -165,12 +165,15 @@ async def test_serve_with_a_wrong_setting_exits_naming_the_key():
     assert "server.port" in err
 
 
-async def test_serve_with_a_backend_this_build_lacks_exits_with_a_message(tmp_path):
-    env = _clean_env(WHATSCHAT_DATA_DIR=str(tmp_path), WHATSCHAT_SERVER_PORT="1", WHATSCHAT_DATABASE_BACKEND="mongodb")
+async def test_serve_with_a_mongodb_that_does_not_answer_exits_with_a_message(tmp_path):
+    env = _clean_env(
+        WHATSCHAT_DATA_DIR=str(tmp_path),
+        WHATSCHAT_DATABASE_BACKEND="mongodb",
+        WHATSCHAT_DATABASE_URL="mongodb://127.0.0.1:1/whatschat?serverSelectionTimeoutMS=300",
+    )
     code, _, err = await _run("serve", env=env)
     assert code == 1
-    assert "error: database.backend 'mongodb' is not available" in err
-    assert "Traceback" not in err
+    assert "error: MongoDB: 127.0.0.1:1" in err
     assert "Traceback" not in err
 
 

@@ -27,6 +27,8 @@ class Doc:
     data: type[Schema] | None = None  # what `data` holds (the items, for lists)
     shape: Shape = "object"  # list: `data` is an array with `pagination` beside it; file: raw bytes
     status: int = 200
+    also: tuple[int, ...] = ()  # other success statuses with the same answer (200 for an idempotent repeat)
+    body_required: bool = True
     auth: bool = True
 
 

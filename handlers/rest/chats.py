@@ -40,6 +40,7 @@ async def list_chats(request: web.Request) -> web.Response:
     body=s.CreateChat,
     data=s.ChatOut,
     status=201,
+    also=(200,),
 )
 async def create_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
@@ -90,7 +91,7 @@ def _flag(flag: str, value: bool) -> Callable[[web.Request], Awaitable[web.Respo
     return handler
 
 
-@doc(summary="Mark read up to a message", tag="chats", body=ReadBody, data=ReadMark)
+@doc(summary="Mark read up to a message", tag="chats", body=ReadBody, body_required=False, data=ReadMark)
 async def mark_read(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, ReadBody()) if request.body_exists else {"messageId": None}

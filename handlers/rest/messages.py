@@ -29,13 +29,13 @@ CHUNK = 64 * 1024
 async def history(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, s.HistoryQuery())
-    views, total = await request.app[MESSAGES].history(identity, request.match_info["chatId"], query)
+    views, total = await request.app[MESSAGES].history(identity, request.match_info["id"], query)
     page, limit = query["page"], query["limit"]
     pagination = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
     return envelope({"messages": [dump(v) for v in views], "pagination": _pagination.dump(pagination)})
 
 
-@doc(summary="Send a message", tag="messages", body=s.SendMessage, data=MessageOut, status=201)
+@doc(summary="Send a message", tag="messages", body=s.SendMessage, data=MessageOut, status=201, also=(200,))
 async def send(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.SendMessage())
@@ -117,7 +117,8 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 routes = [
-    web.get(f"{API}/messages/{{chatId}}", history, allow_head=False),
+    # `{id}` is the chat's id here and a message's id below: one path template, as OpenAPI requires
+    web.get(f"{API}/messages/{{id}}", history, allow_head=False),
     web.post(f"{API}/messages", send),
     web.put(f"{API}/messages/{{id}}", edit),
     web.delete(f"{API}/messages/{{id}}", delete),

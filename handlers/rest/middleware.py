@@ -27,6 +27,7 @@ from server.logs import request_id
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SOCKETIO_PATH = "/socket.io/"
 _REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
 
 
@@ -81,6 +82,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if "Allow" in exc.headers:  # a 405 must say which methods the resource has
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except ValueError as exc:
+        if request.path.startswith(SOCKETIO_PATH):
+            # python-engineio raises out of its transport on a frame that is not an
+            # Engine.IO packet at all: the connection ends, as that protocol says
+            log.warning("malformed Engine.IO frame on %s: %s", request.path, exc)
+            return error_response(BadRequest("Malformed Engine.IO frame"))
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(AppError())
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(AppError())

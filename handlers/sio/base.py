@@ -119,6 +119,13 @@ class SocketServer(socketio.AsyncServer):
             # a polling client said goodbye: end its long-poll GET now, not after ping_interval + ping_timeout
             socket.queue.put_nowait(None)
 
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """A frame that is not a Socket.IO packet is logged in one line and dropped; the socket lives on."""
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            log.warning("malformed Socket.IO packet from %s dropped: %s", eio_sid, exc)
+
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
     ) -> None:

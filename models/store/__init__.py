@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from models.store.base import DuplicateKey, Store, StoreError
 
 if TYPE_CHECKING:
     from server.config import Config
 
-__all__ = ["DuplicateKey", "Store", "StoreError", "create_store"]
+__all__ = ["DEFAULT_MONGODB_URL", "DuplicateKey", "Store", "StoreError", "create_store"]
+
+DEFAULT_MONGODB_URL = "mongodb://localhost:27017/whatschat"
 
 
-def create_store(config: Config) -> Store:
+def create_store(config: Config, mongo_client: Callable[[str], Any] | None = None) -> Store:
+    """The configured backend. `mongo_client` replaces `pymongo.AsyncMongoClient` (the tests' in-process stand-in)."""
     if config.database.backend == "sqlite":
         from models.store.sqlite import SqliteStore
 
         return SqliteStore(config.in_data_dir(config.database.path))
+    if config.database.backend == "mongodb":
+        from models.store.mongo import MongoStore
+
+        url = config.database.url or DEFAULT_MONGODB_URL
+        return MongoStore(url) if mongo_client is None else MongoStore(url, client=mongo_client)
     raise ValueError(f"database.backend {config.database.backend!r} is not available in this build")

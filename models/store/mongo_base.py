@@ -1,0 +1,272 @@
+"""The MongoDB backend's connection, indexes, error translation and input checks.
+
+`MongoStore` runs on `pymongo.AsyncMongoClient` (PyMongo's own async API). Every
+collection is opened with majority write concern, so a write has reached a
+majority of the replica set before the store returns, and so before any ack or
+201 reaches a client. Our ids are 24 hex characters that sort by creation time;
+they are kept as strings in `_id`, so `_id` order is time order and history pages
+walk the `_id` index from a cursor instead of skipping.
+
+No value reaches a filter unchecked: every id or text a filter uses goes through
+`text()`, which refuses anything but a `str` (a JSON object where a string belongs
+would otherwise be a query operator), searches match `re.escape`d text, and the
+`changes` of an update may only name known document fields and hold plain values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, WriteConcern
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from models.store.base import DuplicateKey, Store, StoreError
+
+DEFAULT_DATABASE = "whatschat"
+COLLECTIONS = ("users", "sessions", "reset_tokens", "blocks", "chats", "members", "messages", "uploads", "calls")
+
+# (collection, name, keys, options): created at every start-up; create_index is a no-op when it exists.
+INDEXES: list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]] = [
+    ("users", "email_unique", [("email", ASCENDING)], {"unique": True}),
+    # usernames are unique ignoring case, and listed in that order: a lowered copy carries both
+    ("users", "username_unique", [("username_lower", ASCENDING)], {"unique": True}),
+    ("sessions", "user_live", [("user_id", ASCENDING), ("revoked_at", ASCENDING)], {}),
+    ("blocks", "blocker", [("blocker_id", ASCENDING), ("blocked_id", ASCENDING)], {}),
+    ("blocks", "blocked", [("blocked_id", ASCENDING), ("blocker_id", ASCENDING)], {}),
+    (
+        "chats",
+        "pair_key_unique",
+        [("pair_key", ASCENDING)],
+        {"unique": True, "partialFilterExpression": {"pair_key": {"$type": "string"}}},
+    ),
+    ("chats", "activity", [("last_activity", DESCENDING), ("last_key", DESCENDING), ("_id", DESCENDING)], {}),
+    ("members", "chat_joined", [("chat_id", ASCENDING), ("joined_at", ASCENDING), ("user_id", ASCENDING)], {}),
+    ("members", "user_chats", [("user_id", ASCENDING), ("archived", ASCENDING), ("chat_id", ASCENDING)], {}),
+    ("messages", "chat_history", [("chat_id", ASCENDING), ("_id", ASCENDING)], {}),
+    ("messages", "chat_changed", [("chat_id", ASCENDING), ("updated_at", ASCENDING)], {}),
+    (
+        "messages",
+        "client_id_unique",
+        [("sender_id", ASCENDING), ("client_id", ASCENDING)],
+        {"unique": True, "partialFilterExpression": {"client_id": {"$type": "string"}}},
+    ),
+    ("calls", "member_calls", [("member_ids", ASCENDING), ("_id", DESCENDING)], {}),
+    ("calls", "member_calls_by_type", [("member_ids", ASCENDING), ("type", ASCENDING), ("_id", DESCENDING)], {}),
+]
+
+# the document field a unique key stands for, when it is not the key itself
+_KEY_FIELDS = {"username_lower": "username", "_id": "id"}
+_INDEX_FIELDS = {
+    "email_unique": "email",
+    "username_unique": "username",
+    "pair_key_unique": "pair_key",
+    "client_id_unique": "client_id",
+    "_id_": "id",
+}
+_INDEX_IN_MESSAGE = re.compile(r"index: (\S+)")
+
+
+def duplicate_key(exc: DuplicateKeyError) -> DuplicateKey:
+    """Name the unique field from the server's answer (`keyPattern`, else the index name in the message)."""
+    details = exc.details or {}
+    pattern = details.get("keyPattern") or {}
+    if pattern:
+        key = list(pattern)[-1]
+        return DuplicateKey(_KEY_FIELDS.get(key, key))
+    found = _INDEX_IN_MESSAGE.search(str(exc))
+    return DuplicateKey(_INDEX_FIELDS.get(found.group(1), "id") if found else "id")
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except DuplicateKeyError as exc:
+            raise duplicate_key(exc) from exc
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB: {_first_line(exc)}") from exc
+
+    return run
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(", Timeout:", 1)[0].split("\n", 1)[0][:300]
+
+
+def text(value: Any) -> str:
+    """A string that goes into a filter, or `TypeError`: a dict here would be a query operator."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def texts(values: Iterable[Any]) -> list[str]:
+    if isinstance(values, (str, dict)):
+        raise TypeError(f"expected a list of strings, got {type(values).__name__}")
+    return list(dict.fromkeys(text(v) for v in values))
+
+
+def count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return max(value, 0)
+
+
+def contains(search: Any) -> dict[str, str]:
+    """Case-insensitive substring: the user's text, escaped, is never a pattern of its own."""
+    return {"$regex": re.escape(text(search)), "$options": "i"}
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def checked_changes(changes: dict[str, Any], allowed: frozenset[str], booleans: frozenset[str]) -> dict[str, Any]:
+    """`changes` as a `$set`: known fields only, plain values only, flags as booleans."""
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"not document fields: {sorted(unknown)}")
+    out = {}
+    for name, value in changes.items():
+        if not isinstance(value, _PLAIN):
+            raise TypeError(f"{name}: expected a plain value, got {type(value).__name__}")
+        out[name] = bool(value) if name in booleans else value
+    return out
+
+
+def field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def to_doc(record: Any, *, key: str | None = None) -> dict[str, Any]:
+    """A dataclass as a document: its `id` becomes `_id` (or `key` when it has none)."""
+    data = dataclasses.asdict(record)
+    data["_id"] = data.pop("id") if key is None else key
+    return data
+
+
+def from_doc(cls: type, doc: dict[str, Any]) -> Any:
+    """The dataclass of a document; internal fields (`_id` aside) are left out."""
+    names = field_names(cls)
+    data = {name: value for name, value in doc.items() if name in names}
+    if "id" in names:
+        data["id"] = doc["_id"]
+    return cls(**data)
+
+
+async def page_of(cursor: Any, skip: int, limit: int) -> list[dict[str, Any]]:
+    """`limit` documents after `skip` (`limit(0)` means no limit to MongoDB, an empty page to us)."""
+    if limit <= 0:
+        return []
+    if skip:
+        cursor = cursor.skip(skip)
+    return await cursor.limit(limit).to_list(None)
+
+
+class MongoBase(Store):
+    """The client, the collections and the indexes the collection groups share.
+
+    Every public coroutine a subclass defines is wrapped, once, here: a
+    `DuplicateKeyError` becomes `DuplicateKey(field)` and any other driver error a
+    `StoreError`. `TypeError`/`ValueError` from the input checks pass unchanged.
+    """
+
+    name = "mongodb"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attr, value in list(vars(cls).items()):
+            if not attr.startswith("_") and inspect.iscoroutinefunction(value):
+                setattr(cls, attr, _translated(value))
+
+    def __init__(
+        self, url: str, *, database: str | None = None, client: Callable[[str], Any] = AsyncMongoClient
+    ) -> None:
+        """`client` makes the client from the URL (`AsyncMongoClient`; the tests pass an in-process stand-in)."""
+        self.url = url
+        self.database_name = database
+        self._client_factory = client
+        self.client: Any = None
+        self.db: Any = None
+        self._collections: dict[str, Any] = {}
+
+    def collection(self, name: str) -> Any:
+        if not self._collections:
+            raise StoreError("store is not open")
+        return self._collections[name]
+
+    @property
+    def users(self) -> Any:
+        return self.collection("users")
+
+    @property
+    def sessions(self) -> Any:
+        return self.collection("sessions")
+
+    @property
+    def reset_tokens(self) -> Any:
+        return self.collection("reset_tokens")
+
+    @property
+    def blocks(self) -> Any:
+        return self.collection("blocks")
+
+    @property
+    def chats(self) -> Any:
+        return self.collection("chats")
+
+    @property
+    def members(self) -> Any:
+        return self.collection("members")
+
+    @property
+    def messages(self) -> Any:
+        return self.collection("messages")
+
+    @property
+    def uploads(self) -> Any:
+        return self.collection("uploads")
+
+    @property
+    def calls(self) -> Any:
+        return self.collection("calls")
+
+    async def _open(self) -> None:
+        self.client = self._client_factory(self.url)
+        majority = WriteConcern("majority")
+        if self.database_name:
+            self.db = self.client.get_database(self.database_name, write_concern=majority)
+        else:
+            self.db = self.client.get_default_database(DEFAULT_DATABASE, write_concern=majority)
+        self._collections = {name: self.db.get_collection(name, write_concern=majority) for name in COLLECTIONS}
+        for collection, name, keys, options in INDEXES:
+            await self._collections[collection].create_index(keys, name=name, **options)
+
+    async def open(self) -> None:
+        try:
+            await self._open()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await self.close()
+            if isinstance(exc, PyMongoError):
+                raise StoreError(f"MongoDB: {_first_line(exc)}") from exc
+            raise
+
+    @_translated
+    async def close(self) -> None:
+        if self.client is not None:
+            client, self.client, self._collections = self.client, None, {}
+            await client.close()
+
+    @_translated
+    async def ping(self) -> None:
+        if self.client is None:
+            raise StoreError("store is not open")
+        await self.db.command("ping")

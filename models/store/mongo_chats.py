@@ -1,0 +1,336 @@
+"""Chats, members, messages and uploads in MongoDB (a collection group of `MongoStore`).
+
+A chat and each of its members are documents of their own (`members._id` is
+`"<chat_id>:<user_id>"`, so a member is one point lookup and a second insert of
+the same member is a duplicate `_id`, ignored). Two internal fields keep the chat
+list on an index: `last_key` is the newest message id, or the chat's own id before
+the first message (SQLite's `COALESCE(last_message_id, id)`), and
+`last_message_id` is kept as `""` rather than null before the first message, so
+that `$max` can move it forward on every server and stand-in alike.
+
+A message's `metadata` is the client's own JSON object; it is kept as its JSON
+text, as SQLite keeps it, so a key a user chose (`$where`, `a.b`) never becomes a
+BSON field name, let alone part of an update or a query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from models.documents import Chat, Member, Message, Upload
+from models.store.mongo_base import (
+    MongoBase,
+    checked_changes,
+    contains,
+    count,
+    field_names,
+    from_doc,
+    page_of,
+    text,
+    texts,
+    to_doc,
+)
+
+_CHAT_FIELDS = field_names(Chat) - {"id"}
+_CHAT_FLAGS = frozenset({"only_admins_add"})
+_MEMBER_FIELDS = field_names(Member) - {"chat_id", "user_id"}
+_MEMBER_FLAGS = frozenset({"muted", "archived"})
+_MESSAGE_FIELDS = field_names(Message) - {"id", "metadata"}
+_MESSAGE_FLAGS = frozenset({"deleted"})
+_MARKS = ("last_read_id", "last_delivered_id")
+_CHAT_ORDER = [("last_activity", DESCENDING), ("last_key", DESCENDING), ("_id", DESCENDING)]
+_DUPLICATE = 11000
+
+
+def _member_key(chat_id: Any, user_id: Any) -> str:
+    return f"{text(chat_id)}:{text(user_id)}"
+
+
+def _chat_doc(chat: Chat) -> dict[str, Any]:
+    doc = to_doc(chat)
+    text(doc["_id"])
+    doc["only_admins_add"] = bool(chat.only_admins_add)
+    doc["last_message_id"] = chat.last_message_id or ""
+    doc["last_key"] = chat.last_message_id or chat.id
+    return doc
+
+
+def _chat(doc: dict[str, Any] | None) -> Chat | None:
+    if doc is None:
+        return None
+    chat = from_doc(Chat, doc)
+    chat.last_message_id = chat.last_message_id or None
+    return chat
+
+
+def _member_doc(member: Member) -> dict[str, Any]:
+    doc = to_doc(member, key=_member_key(member.chat_id, member.user_id))
+    doc["muted"], doc["archived"] = bool(member.muted), bool(member.archived)
+    return doc
+
+
+def _member(doc: dict[str, Any] | None) -> Member | None:
+    return from_doc(Member, doc) if doc is not None else None
+
+
+def _encoded(metadata: Any) -> str | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata: expected an object, got {type(metadata).__name__}")
+    return orjson.dumps(metadata).decode()
+
+
+def _message_doc(message: Message) -> dict[str, Any]:
+    doc = to_doc(message)
+    for name in ("_id", "chat_id", "sender_id"):
+        text(doc[name])
+    if message.client_id is not None:
+        text(message.client_id)
+    doc["metadata"] = _encoded(message.metadata)
+    doc["deleted"] = bool(message.deleted)
+    return doc
+
+
+def _message(doc: dict[str, Any]) -> Message:
+    message = from_doc(Message, doc)
+    message.metadata = orjson.loads(message.metadata) if message.metadata else None  # type: ignore[arg-type]
+    return message
+
+
+class ChatCollections(MongoBase):
+    # chats and members
+    async def insert_chat(self, chat: Chat, members: list[Member]) -> None:
+        """The chat first (a second private chat of a pair fails here), then its members.
+
+        Without a multi-document transaction (which needs a replica set and which
+        the stand-in lacks) a failure between the two is undone by hand: a chat
+        nobody is a member of is listed to nobody, and is removed here.
+        """
+        await self.chats.insert_one(_chat_doc(chat))
+        try:
+            await self._insert_members(members)
+        except BaseException:
+            with contextlib.suppress(PyMongoError):
+                await self.members.delete_many({"chat_id": chat.id})
+                await self.chats.delete_one({"_id": chat.id})
+            raise
+
+    async def _insert_members(self, members: list[Member]) -> None:
+        docs = [_member_doc(m) for m in members]
+        if not docs:
+            return
+        try:
+            await self.members.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # members already there stay as they are; anything else is an error
+            details = exc.details or {}
+            if details.get("writeConcernErrors") or any(
+                error.get("code") != _DUPLICATE for error in details.get("writeErrors", [])
+            ):
+                raise
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        return _chat(await self.chats.find_one({"_id": text(chat_id)}))
+
+    async def get_private_chat(self, pair_key: str) -> Chat | None:
+        return _chat(await self.chats.find_one({"pair_key": text(pair_key)}))
+
+    async def update_chat(self, chat_id: str, changes: dict[str, Any]) -> Chat | None:
+        values = checked_changes(changes, _CHAT_FIELDS, _CHAT_FLAGS)
+        if "last_message_id" in values:
+            last = values["last_message_id"]
+            values["last_message_id"], values["last_key"] = last or "", last or text(chat_id)
+        if values:
+            await self.chats.update_one({"_id": text(chat_id)}, {"$set": values})
+        return await self.get_chat(chat_id)
+
+    async def delete_chat(self, chat_id: str) -> None:
+        """Members first: from then on nobody reaches the chat, so a failure part-way leaves nothing visible."""
+        chat_id = text(chat_id)
+        await self.members.delete_many({"chat_id": chat_id})
+        await self.messages.delete_many({"chat_id": chat_id})
+        await self.chats.delete_one({"_id": chat_id})
+
+    async def get_member(self, chat_id: str, user_id: str) -> Member | None:
+        return _member(await self.members.find_one({"_id": _member_key(chat_id, user_id)}))
+
+    async def list_members(self, chat_id: str) -> list[Member]:
+        cursor = self.members.find({"chat_id": text(chat_id)}).sort([("joined_at", ASCENDING), ("user_id", ASCENDING)])
+        return [from_doc(Member, doc) for doc in await cursor.to_list(None)]
+
+    async def add_members(self, members: list[Member]) -> None:
+        await self._insert_members(members)
+
+    async def remove_member(self, chat_id: str, user_id: str) -> bool:
+        return (await self.members.delete_one({"_id": _member_key(chat_id, user_id)})).deleted_count > 0
+
+    async def update_member(self, chat_id: str, user_id: str, changes: dict[str, Any]) -> Member | None:
+        values = checked_changes(changes, _MEMBER_FIELDS, _MEMBER_FLAGS)
+        if values:
+            await self.members.update_one({"_id": _member_key(chat_id, user_id)}, {"$set": values})
+        return await self.get_member(chat_id, user_id)
+
+    async def advance_mark(self, chat_id: str, user_id: str, mark: str, message_id: str) -> bool:
+        if mark not in _MARKS:
+            raise ValueError(mark)
+        message_id = text(message_id)
+        result = await self.members.update_one(
+            {"_id": _member_key(chat_id, user_id), "$or": [{mark: None}, {mark: {"$lt": message_id}}]},
+            {"$set": {mark: message_id}},
+        )
+        return result.modified_count > 0
+
+    async def user_chats(
+        self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
+    ) -> tuple[list[tuple[Chat, Member]], int]:
+        """The user's memberships (one index range), then their chats in activity order on the chats' index."""
+        where: dict[str, Any] = {"user_id": text(user_id)}
+        if archived is not None:
+            where["archived"] = bool(archived)
+        memberships = {doc["chat_id"]: doc for doc in await self.members.find(where).to_list(None)}
+        if not memberships:
+            return [], 0
+        chats: dict[str, Any] = {"_id": {"$in": list(memberships)}}
+        if chat_type is not None:
+            chats["type"] = text(chat_type)
+        total = await self.chats.count_documents(chats)
+        cursor = self.chats.find(chats).sort(_CHAT_ORDER)
+        docs = await page_of(cursor, max(count(page) - 1, 0) * count(limit), count(limit))
+        return [(_chat(doc), from_doc(Member, memberships[doc["_id"]])) for doc in docs], total  # type: ignore[misc]
+
+    async def user_chat_ids(self, user_id: str) -> list[str]:
+        docs = await self.members.find({"user_id": text(user_id)}, {"chat_id": 1}).to_list(None)
+        return [doc["chat_id"] for doc in docs]
+
+    async def shared_chat_user_ids(self, user_id: str) -> list[str]:
+        chat_ids = await self.user_chat_ids(user_id)
+        if not chat_ids:
+            return []
+        return list(await self.members.distinct("user_id", {"chat_id": {"$in": chat_ids}, "user_id": {"$ne": user_id}}))
+
+    # messages
+    async def insert_message(self, message: Message) -> None:
+        """The message, then the chat's summary of it.
+
+        There is no trigger and, without a replica-set transaction, no single
+        write for both, so the message goes first: it is the fact; the chat's
+        `last_message_id`, `last_key` and `last_activity` are then moved with
+        `$max`, which only ever moves them forward, so two senders whose chat
+        updates land out of order still leave the newest message as the last one
+        (ids sort by time), and `$inc` counts each inserted message once. A
+        duplicate `client_id` fails the insert, so the chat is never touched for it.
+        """
+        await self.messages.insert_one(_message_doc(message))
+        await self.chats.update_one(
+            {"_id": message.chat_id},
+            {
+                "$max": {
+                    "last_message_id": message.id,
+                    "last_key": message.id,
+                    "last_activity": text(message.created_at),
+                },
+                "$inc": {"message_count": 1},
+            },
+        )
+
+    async def get_message(self, message_id: str) -> Message | None:
+        doc = await self.messages.find_one({"_id": text(message_id)})
+        return _message(doc) if doc is not None else None
+
+    async def get_messages(self, message_ids: list[str]) -> dict[str, Message]:
+        ids = texts(i for i in message_ids if i)
+        if not ids:
+            return {}
+        docs = await self.messages.find({"_id": {"$in": ids}}).to_list(None)
+        return {doc["_id"]: _message(doc) for doc in docs}
+
+    async def get_message_by_client_id(self, sender_id: str, client_id: str) -> Message | None:
+        doc = await self.messages.find_one({"sender_id": text(sender_id), "client_id": text(client_id)})
+        return _message(doc) if doc is not None else None
+
+    async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None:
+        rest = {name: value for name, value in changes.items() if name != "metadata"}
+        values = checked_changes(rest, _MESSAGE_FIELDS, _MESSAGE_FLAGS)
+        if "metadata" in changes:
+            values["metadata"] = _encoded(changes["metadata"])
+        if values:
+            await self.messages.update_one({"_id": text(message_id)}, {"$set": values})
+        return await self.get_message(message_id)
+
+    async def list_messages(
+        self,
+        chat_id: str,
+        *,
+        limit: int,
+        offset: int = 0,
+        before: str | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> list[Message]:
+        """One range of the `(chat_id, _id)` index from the cursor id: nothing before the page is read."""
+        where: dict[str, Any] = {"chat_id": text(chat_id)}
+        ids: dict[str, str] = {}
+        if before is not None:
+            ids["$lt"] = text(before)
+        if after is not None:
+            ids["$gt"] = text(after)
+        if ids:
+            where["_id"] = ids
+        if search is not None and text(search):
+            where["deleted"] = False
+            where["content"] = contains(search)
+        oldest_first = after is not None and before is None
+        cursor = self.messages.find(where).sort("_id", ASCENDING if oldest_first else DESCENDING)
+        messages = [_message(doc) for doc in await page_of(cursor, count(offset), count(limit))]
+        return messages[::-1] if oldest_first else messages
+
+    async def count_messages(self, chat_id: str, search: str | None = None) -> int:
+        if search is None or not text(search):
+            doc = await self.chats.find_one({"_id": text(chat_id)}, {"message_count": 1})
+            return int(doc["message_count"]) if doc is not None else 0
+        return await self.messages.count_documents(
+            {"chat_id": text(chat_id), "deleted": False, "content": contains(search)}
+        )
+
+    async def count_unread(self, chat_id: str, user_id: str, after_id: str | None) -> int:
+        return await self.messages.count_documents(
+            {
+                "chat_id": text(chat_id),
+                "_id": {"$gt": text(after_id) if after_id is not None else ""},
+                "sender_id": {"$ne": text(user_id)},
+                "deleted": False,
+            }
+        )
+
+    async def messages_after(self, chat_ids: list[str], after_id: str, limit: int) -> list[Message]:
+        ids = texts(chat_ids)
+        if not ids:
+            return []
+        cursor = self.messages.find({"chat_id": {"$in": ids}, "_id": {"$gt": text(after_id)}}).sort("_id", ASCENDING)
+        return [_message(doc) for doc in await page_of(cursor, 0, count(limit))]
+
+    async def messages_changed_since(
+        self, chat_ids: list[str], since: str, before_id: str, limit: int
+    ) -> list[Message]:
+        ids = texts(chat_ids)
+        if not ids:
+            return []
+        cursor = self.messages.find(
+            {"chat_id": {"$in": ids}, "updated_at": {"$gt": text(since)}, "_id": {"$lte": text(before_id)}}
+        ).sort([("updated_at", ASCENDING), ("_id", ASCENDING)])
+        return [_message(doc) for doc in await page_of(cursor, 0, count(limit))]
+
+    # uploads
+    async def insert_upload(self, upload: Upload) -> None:
+        doc = to_doc(upload)
+        text(doc["_id"])
+        await self.uploads.insert_one(doc)
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        doc = await self.uploads.find_one({"_id": text(upload_id)})
+        return from_doc(Upload, doc) if doc is not None else None

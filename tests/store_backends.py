@@ -1,0 +1,87 @@
+"""The store backends the contract suite runs on, as one parametrised fixture.
+
+A test that asks for `store` (or `backend`) runs once per backend; one that
+should run on some only says `@pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)`.
+
+- `sqlite`: a file in the test's temporary folder, always.
+- `mongomock-standin`: `MongoStore` on the in-process mongomock stand-in
+  (`tests/mongo_standin.py`), always, so every MongoDB code path runs on every commit.
+  It is not MongoDB; the id says so.
+- `mongodb`: `MongoStore` on the real server at `WHATSCHAT_TEST_MONGODB_URL`, when
+  that is set; each test gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from models.store.base import Store
+from models.store.mongo import MongoStore
+from models.store.sqlite import SqliteStore
+from tests.mongo_standin import NAME as STANDIN
+from tests.mongo_standin import StandinServer
+
+MONGODB_URL = os.environ.get("WHATSCHAT_TEST_MONGODB_URL", "")
+
+SQLITE = pytest.param("sqlite", id="sqlite")
+MONGO_STANDIN = pytest.param(STANDIN, id=STANDIN)
+# the real server only when there is one: no skip line per test on machines that cannot have it
+MONGODB = [pytest.param("mongodb", id="mongodb")] if MONGODB_URL else []
+ALL_BACKENDS = [SQLITE, MONGO_STANDIN, *MONGODB]
+MONGO_BACKENDS = [MONGO_STANDIN, *MONGODB]
+# for the few checks only a real server can make: collected only when there is one (CI must not skip)
+REAL_MONGODB = MONGODB
+
+
+class Backend:
+    """Opens stores of one backend on one storage, so a test can close and reopen it."""
+
+    def __init__(self, kind: str, tmp_path: Any) -> None:
+        self.kind = kind
+        self.stores: list[Store] = []
+        self.standin = StandinServer() if kind == STANDIN else None
+        self.database = f"whatschat_test_{uuid.uuid4().hex[:16]}"
+        self.path = tmp_path / "store.db"
+
+    def new(self) -> Store:
+        if self.kind == "sqlite":
+            store: Store = SqliteStore(self.path)
+        elif self.standin is not None:
+            store = MongoStore("mongodb://standin/whatschat", client=self.standin.client)
+        else:
+            store = MongoStore(MONGODB_URL, database=self.database)
+        self.stores.append(store)
+        return store
+
+    async def open(self) -> Store:
+        store = self.new()
+        await store.open()
+        return store
+
+    async def cleanup(self) -> None:
+        for store in self.stores:
+            await store.close()
+        if self.kind == "mongodb":
+            client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URL)
+            try:
+                await client.drop_database(self.database)
+            finally:
+                await client.close()
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Backend]:
+    chosen = Backend(request.param, tmp_path)
+    yield chosen
+    await chosen.cleanup()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Store:
+    return await backend.open()

@@ -1,0 +1,733 @@
+"""One contract for every store backend: each method of `models/store/base.py`, as its docstring promises.
+
+Runs on SQLite, on `MongoStore` over the in-process mongomock stand-in (ids
+`[mongomock-standin]`: not MongoDB, an emulation of it), and on a real MongoDB
+when `WHATSCHAT_TEST_MONGODB_URL` is set (see `tests/store_backends.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from models.clock import iso, new_id
+from models.documents import Call, CallParticipant, Chat, Member, Message, Session, Upload, User
+from models.store.base import DuplicateKey, Store
+from tests import store_backends
+from tests.store_backends import MONGO_BACKENDS, Backend
+
+backend, store = store_backends.backend, store_backends.store  # the fixtures, once per backend
+_BASE = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> str:
+    """A timestamp `seconds` after a fixed base: later arguments sort later."""
+    return iso(_BASE + timedelta(seconds=seconds))
+
+
+def a_user(name: str, **extra: Any) -> User:
+    return User(
+        id=new_id(),
+        email=extra.pop("email", f"{name.lower()}@example.com"),
+        username=name,
+        password_hash="hash",
+        created_at=at(0),
+        updated_at=at(0),
+        **extra,
+    )
+
+
+def a_chat(creator: str, kind: str = "group", pair: tuple[str, str] | None = None, **extra: Any) -> Chat:
+    return Chat(
+        id=new_id(),
+        type=kind,  # type: ignore[arg-type]
+        created_by=creator,
+        created_at=at(0),
+        updated_at=at(0),
+        last_activity=extra.pop("last_activity", at(0)),
+        name=None if pair else extra.pop("name", "crew"),
+        pair_key=":".join(sorted(pair)) if pair else None,
+        **extra,
+    )
+
+
+def a_member(chat_id: str, user_id: str, role: str = "member", joined: float = 0, **extra: Any) -> Member:
+    return Member(chat_id=chat_id, user_id=user_id, role=role, joined_at=at(joined), **extra)  # type: ignore[arg-type]
+
+
+def a_message(chat_id: str, sender_id: str, content: str = "hi", when: float = 1, **extra: Any) -> Message:
+    return Message(
+        id=new_id(),
+        chat_id=chat_id,
+        sender_id=sender_id,
+        content=content,
+        type="text",
+        created_at=at(when),
+        updated_at=at(when),
+        **extra,
+    )
+
+
+async def users(store: Store, *names: str) -> list[User]:
+    made = [a_user(name) for name in names]
+    for user in made:
+        await store.insert_user(user)
+    return made
+
+
+async def group(store: Store, owner: User, *others: User, **extra: Any) -> Chat:
+    chat = a_chat(owner.id, **extra)
+    members = [a_member(chat.id, owner.id, "admin", 0)]
+    members += [a_member(chat.id, u.id, "member", n + 1) for n, u in enumerate(others)]
+    await store.insert_chat(chat, members)
+    return chat
+
+
+async def send(store: Store, chat: Chat, sender: User, content: str = "hi", when: float = 1, **extra: Any) -> Message:
+    message = a_message(chat.id, sender.id, content, when, **extra)
+    await store.insert_message(message)
+    return message
+
+
+# lifecycle
+
+
+async def test_ping_answers(store):
+    await store.ping()
+
+
+async def test_reopening_keeps_documents_and_unique_indexes(backend: Backend, store: Store):
+    (alice,) = await users(store, "alice")
+    await store.close()
+    again = await backend.open()  # `open` again on the same storage: schema and indexes are idempotent
+    assert await again.get_user(alice.id) == alice
+    with pytest.raises(DuplicateKey) as caught:
+        await again.insert_user(a_user("ALICE", email="other@example.com"))
+    assert caught.value.field == "username"
+
+
+# users
+
+
+async def test_insert_and_get_a_user_round_trips_every_field(store):
+    user = a_user("alice", phone="+100", avatar="/a.png", status="here", presence_setting="busy", role="admin")
+    user.last_seen = at(5)
+    await store.insert_user(user)
+    assert await store.get_user(user.id) == user
+    assert await store.get_user(new_id()) is None
+    assert await store.count_users() == 1
+
+
+async def test_a_taken_email_or_username_is_a_duplicate_key_naming_the_field(store):
+    (alice,) = await users(store, "alice")
+    with pytest.raises(DuplicateKey) as caught:
+        await store.insert_user(a_user("alicia", email=alice.email))
+    assert caught.value.field == "email"
+    with pytest.raises(DuplicateKey) as caught:
+        await store.insert_user(a_user("AlIcE", email="new@example.com"))  # usernames ignore case
+    assert caught.value.field == "username"
+    assert await store.count_users() == 1
+
+
+async def test_get_users_and_by_email(store):
+    alice, bob = await users(store, "alice", "bob")
+    found = await store.get_users([alice.id, bob.id, alice.id, new_id()])
+    assert found == {alice.id: alice, bob.id: bob}
+    assert await store.get_users([]) == {}
+    assert await store.get_user_by_email("bob@example.com") == bob
+    assert await store.get_user_by_email("BOB@example.com") is None  # exact: the services lower-case emails
+    assert await store.get_user_by_email("nobody@example.com") is None
+
+
+async def test_update_user_returns_the_new_document_and_keeps_uniqueness(store):
+    alice, bob = await users(store, "alice", "bob")
+    changed = await store.update_user(alice.id, {"status": "busy", "phone": None, "updated_at": at(9)})
+    assert changed is not None and changed.status == "busy" and changed.updated_at == at(9)
+    assert await store.get_user(alice.id) == changed
+    renamed = await store.update_user(alice.id, {"username": "Alice2"})
+    assert renamed is not None and renamed.username == "Alice2"
+    with pytest.raises(DuplicateKey) as caught:
+        await store.update_user(bob.id, {"username": "ALICE2"})
+    assert caught.value.field == "username"
+    with pytest.raises(DuplicateKey) as caught:
+        await store.update_user(bob.id, {"email": alice.email})
+    assert caught.value.field == "email"
+    assert (await store.get_user(bob.id)) == bob
+    # the old name is free again, and the new one is taken in any case
+    await store.insert_user(a_user("alice", email="third@example.com"))
+    with pytest.raises(ValueError, match="no_such_field"):
+        await store.update_user(bob.id, {"no_such_field": 1})
+    assert await store.update_user(new_id(), {"status": "x"}) is None
+    assert await store.update_user(bob.id, {}) == bob
+
+
+async def test_delete_user(store):
+    alice, bob = await users(store, "alice", "bob")
+    assert await store.delete_user(alice.id) is True
+    assert await store.delete_user(alice.id) is False
+    assert await store.get_user(alice.id) is None
+    assert await store.get_user(bob.id) == bob
+    assert await store.count_users() == 1
+
+
+async def test_search_users_is_a_case_insensitive_substring_by_username_with_pages(store):
+    await users(store, "alice", "Alicia", "bob", "malina", "pct%name", "under_score")
+    page = await store.search_users("ALI", 1, 2)
+    assert [u.username for u in page.items] == ["alice", "Alicia"]
+    assert (page.total, page.page, page.limit, page.pages) == (3, 1, 2, 2)
+    page = await store.search_users("ali", 2, 2)
+    assert [u.username for u in page.items] == ["malina"] and page.total == 3
+    assert [u.username for u in (await store.search_users("BOB@EXAMPLE", 1, 10)).items] == ["bob"]  # emails too
+    everyone = await store.search_users(None, 1, 10)
+    assert everyone.total == 6
+    assert [u.username for u in everyone.items] == ["alice", "Alicia", "bob", "malina", "pct%name", "under_score"]
+    assert (await store.search_users("", 1, 3)).total == 6
+    # pattern characters are literal text
+    assert [u.username for u in (await store.search_users("%", 1, 10)).items] == ["pct%name"]
+    assert [u.username for u in (await store.search_users("_", 1, 10)).items] == ["under_score"]
+    assert (await store.search_users(".*", 1, 10)).total == 0
+    assert (await store.search_users("a.i", 1, 10)).total == 0
+    assert (await store.search_users("[a]", 1, 10)).total == 0
+    assert (await store.search_users("ali", 9, 10)).items == []
+
+
+# sessions
+
+
+def a_session(user: User, **extra: Any) -> Session:
+    return Session(id=new_id(), user_id=user.id, refresh_jti=new_id(), created_at=at(0), expires_at=at(100), **extra)
+
+
+async def test_insert_and_get_a_session(store):
+    (alice,) = await users(store, "alice")
+    session = a_session(alice)
+    await store.insert_session(session)
+    assert await store.get_session(session.id) == session
+    assert await store.get_session(new_id()) is None
+
+
+async def test_rotate_refresh_swaps_once_and_never_after_revocation(store):
+    (alice,) = await users(store, "alice")
+    session = a_session(alice)
+    await store.insert_session(session)
+    old, new, newer = session.refresh_jti, new_id(), new_id()
+    assert await store.rotate_refresh(session.id, old, new, at(200)) is True
+    assert await store.rotate_refresh(session.id, old, newer, at(300)) is False  # the old id is spent
+    stored = await store.get_session(session.id)
+    assert stored is not None and (stored.refresh_jti, stored.expires_at) == (new, at(200))
+    assert await store.rotate_refresh(new_id(), new, newer, at(300)) is False
+    await store.revoke_session(session.id, at(50))
+    assert await store.rotate_refresh(session.id, new, newer, at(300)) is False
+    await store.revoke_session(session.id, at(60))  # a second revoke keeps the first time
+    stored = await store.get_session(session.id)
+    assert stored is not None and (stored.refresh_jti, stored.revoked_at) == (new, at(50))
+
+
+async def test_revoke_user_sessions_keeps_one_and_returns_the_revoked(store):
+    alice, bob = await users(store, "alice", "bob")
+    keep, other, gone = a_session(alice), a_session(alice), a_session(alice)
+    bobs = a_session(bob)
+    for session in (keep, other, gone, bobs):
+        await store.insert_session(session)
+    await store.revoke_session(gone.id, at(1))
+    assert await store.revoke_user_sessions(alice.id, at(2), keep=keep.id) == [other.id]
+    assert (await store.get_session(keep.id)).revoked_at is None  # type: ignore[union-attr]
+    assert (await store.get_session(other.id)).revoked_at == at(2)  # type: ignore[union-attr]
+    assert (await store.get_session(gone.id)).revoked_at == at(1)  # type: ignore[union-attr]
+    assert (await store.get_session(bobs.id)).revoked_at is None  # type: ignore[union-attr]
+    assert await store.revoke_user_sessions(alice.id, at(3)) == [keep.id]
+    assert await store.revoke_user_sessions(alice.id, at(4)) == []
+
+
+# password reset
+
+
+async def test_a_reset_token_is_consumed_once_and_only_before_it_expires(store):
+    alice, bob = await users(store, "alice", "bob")
+    await store.insert_reset_token("h1", alice.id, at(100))
+    await store.insert_reset_token("h2", bob.id, at(100))
+    assert await store.consume_reset_token("h1", at(50)) == alice.id
+    assert await store.consume_reset_token("h1", at(51)) is None
+    assert await store.consume_reset_token("h2", at(100)) is None  # expired (at the instant, too)
+    assert await store.consume_reset_token("h2", at(101)) is None
+    assert await store.consume_reset_token("unknown", at(1)) is None
+
+
+# blocks
+
+
+async def test_blocks_are_directed_idempotent_and_removable(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    await store.set_block(alice.id, bob.id, at(1), True)
+    await store.set_block(alice.id, bob.id, at(2), True)
+    await store.set_block(alice.id, carol.id, at(3), True)
+    await store.set_block(carol.id, bob.id, at(4), True)
+    assert await store.is_blocked(alice.id, bob.id) is True
+    assert await store.is_blocked(bob.id, alice.id) is False
+    assert sorted(await store.blocked_ids(alice.id)) == sorted([bob.id, carol.id])
+    assert await store.blocked_ids(bob.id) == []
+    assert sorted(await store.blocked_ids_of(bob.id, [alice.id, carol.id, new_id()])) == sorted([alice.id, carol.id])
+    assert await store.blocked_ids_of(bob.id, []) == []
+    await store.set_block(alice.id, bob.id, at(5), False)
+    await store.set_block(alice.id, bob.id, at(6), False)
+    assert await store.is_blocked(alice.id, bob.id) is False
+    assert await store.blocked_ids_of(bob.id, [alice.id, carol.id]) == [carol.id]
+
+
+# chats and members
+
+
+async def test_insert_and_get_a_chat_with_its_members(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob, only_admins_add=True, description="about")
+    assert await store.get_chat(chat.id) == chat
+    stored = await store.get_chat(chat.id)
+    assert stored is not None and stored.only_admins_add is True and stored.last_message_id is None
+    assert await store.get_chat(new_id()) is None
+    members = await store.list_members(chat.id)
+    assert [(m.user_id, m.role) for m in members] == [(alice.id, "admin"), (bob.id, "member")]
+    assert await store.get_member(chat.id, bob.id) == a_member(chat.id, bob.id, "member", 1)
+    assert await store.get_member(chat.id, new_id()) is None
+
+
+async def test_one_private_chat_per_pair(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    first = a_chat(alice.id, "private", (alice.id, bob.id))
+    await store.insert_chat(first, [a_member(first.id, alice.id), a_member(first.id, bob.id)])
+    second = a_chat(bob.id, "private", (bob.id, alice.id))
+    with pytest.raises(DuplicateKey) as caught:
+        await store.insert_chat(second, [a_member(second.id, bob.id), a_member(second.id, alice.id)])
+    assert caught.value.field == "pair_key"
+    assert await store.get_chat(second.id) is None
+    assert await store.get_member(second.id, bob.id) is None
+    assert await store.get_private_chat(first.pair_key) == first  # type: ignore[arg-type]
+    assert await store.get_private_chat(f"{alice.id}:{carol.id}") is None
+    # groups have no pair key: any number of them
+    await group(store, alice, bob)
+    await group(store, alice, bob)
+    assert sorted(await store.user_chat_ids(bob.id)) == sorted(await store.user_chat_ids(alice.id))
+    assert len(await store.user_chat_ids(alice.id)) == 3
+
+
+async def test_update_chat(store):
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice)
+    changed = await store.update_chat(chat.id, {"name": "renamed", "only_admins_add": 1, "updated_at": at(7)})
+    assert changed is not None
+    assert (changed.name, changed.only_admins_add, changed.updated_at) == ("renamed", True, at(7))
+    assert await store.get_chat(chat.id) == changed
+    assert await store.update_chat(new_id(), {"name": "x"}) is None
+
+
+async def test_delete_chat_removes_its_members_and_messages(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat, kept = await group(store, alice, bob), await group(store, alice, bob)
+    gone = await send(store, chat, alice)
+    stays = await send(store, kept, alice)
+    await store.delete_chat(chat.id)
+    assert await store.get_chat(chat.id) is None
+    assert await store.list_members(chat.id) == []
+    assert await store.get_member(chat.id, alice.id) is None
+    assert await store.get_message(gone.id) is None
+    assert await store.user_chat_ids(alice.id) == [kept.id]
+    assert await store.get_message(stays.id) == stays
+    assert len(await store.list_members(kept.id)) == 2
+
+
+async def test_add_members_leaves_existing_ones_as_they_are(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    chat = await group(store, alice, bob)
+    await store.add_members([a_member(chat.id, alice.id, "member", 5), a_member(chat.id, carol.id, "member", 5)])
+    await store.add_members([])
+    members = await store.list_members(chat.id)
+    assert [(m.user_id, m.role, m.joined_at) for m in members] == [
+        (alice.id, "admin", at(0)),
+        (bob.id, "member", at(1)),
+        (carol.id, "member", at(5)),
+    ]
+
+
+async def test_members_are_listed_in_join_order(store):
+    alice, bob, carol, dave = await users(store, "alice", "bob", "carol", "dave")
+    chat = a_chat(alice.id)
+    joined = [a_member(chat.id, dave.id, joined=3), a_member(chat.id, alice.id, "admin", 0)]
+    joined += [a_member(chat.id, carol.id, joined=2), a_member(chat.id, bob.id, joined=2)]
+    await store.insert_chat(chat, joined)
+    same_time = sorted([bob.id, carol.id])  # the same instant: by user id
+    assert [m.user_id for m in await store.list_members(chat.id)] == [alice.id, *same_time, dave.id]
+
+
+async def test_remove_and_update_a_member(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    muted = await store.update_member(chat.id, bob.id, {"muted": 1})
+    assert muted is not None and muted.muted is True and muted.archived is False
+    archived = await store.update_member(chat.id, bob.id, {"archived": True, "role": "admin"})
+    assert archived is not None and (archived.muted, archived.archived, archived.role) == (True, True, "admin")
+    assert await store.get_member(chat.id, bob.id) == archived
+    assert await store.update_member(chat.id, new_id(), {"muted": 1}) is None
+    assert await store.remove_member(chat.id, bob.id) is True
+    assert await store.remove_member(chat.id, bob.id) is False
+    assert [m.user_id for m in await store.list_members(chat.id)] == [alice.id]
+
+
+async def test_advance_mark_only_moves_forward(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    first, second, third = [m async for m in _messages(store, chat, alice, 3)]
+    assert await store.advance_mark(chat.id, bob.id, "last_read_id", second.id) is True
+    assert await store.advance_mark(chat.id, bob.id, "last_read_id", first.id) is False
+    assert await store.advance_mark(chat.id, bob.id, "last_read_id", second.id) is False
+    assert (await store.get_member(chat.id, bob.id)).last_read_id == second.id  # type: ignore[union-attr]
+    assert await store.advance_mark(chat.id, bob.id, "last_delivered_id", third.id) is True
+    assert await store.advance_mark(chat.id, bob.id, "last_read_id", third.id) is True
+    member = await store.get_member(chat.id, bob.id)
+    assert member is not None and (member.last_read_id, member.last_delivered_id) == (third.id, third.id)
+    assert await store.advance_mark(chat.id, new_id(), "last_read_id", third.id) is False
+    with pytest.raises(ValueError, match="role"):
+        await store.advance_mark(chat.id, bob.id, "role", third.id)
+
+
+async def _messages(store: Store, chat: Chat, sender: User, n: int, start: float = 1) -> Any:
+    for i in range(n):
+        yield await send(store, chat, sender, f"message {i}", when=start + i)
+
+
+async def test_user_chats_latest_activity_first_with_filters_and_total(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    quiet = await group(store, alice, bob, name="quiet", last_activity=at(1))
+    busy = await group(store, alice, carol, name="busy", last_activity=at(2))
+    private = a_chat(alice.id, "private", (alice.id, bob.id), last_activity=at(3))
+    await store.insert_chat(private, [a_member(private.id, alice.id), a_member(private.id, bob.id)])
+    archived = await group(store, alice, name="archived", last_activity=at(4))
+    not_mine = await group(store, bob, name="not mine", last_activity=at(9))
+    await send(store, busy, carol, when=10)
+    await store.update_member(archived.id, alice.id, {"archived": 1})
+
+    pairs, total = await store.user_chats(alice.id, None, None, 1, 10)
+    assert [c.id for c, _ in pairs] == [busy.id, archived.id, private.id, quiet.id] and total == 4
+    assert all(m.user_id == alice.id and m.chat_id == c.id for c, m in pairs)
+    assert pairs[0][0].last_activity == at(10) and pairs[0][0].message_count == 1
+    assert pairs[0][1].role == "admin"
+
+    pairs, total = await store.user_chats(alice.id, False, None, 2, 2)
+    assert [c.id for c, _ in pairs] == [quiet.id] and total == 3
+    pairs, total = await store.user_chats(alice.id, True, None, 1, 10)
+    assert [c.id for c, _ in pairs] == [archived.id] and pairs[0][1].archived is True and total == 1
+    pairs, total = await store.user_chats(alice.id, None, "private", 1, 10)
+    assert [c.id for c, _ in pairs] == [private.id] and total == 1
+    pairs, total = await store.user_chats(alice.id, False, "group", 1, 10)
+    assert [c.id for c, _ in pairs] == [busy.id, quiet.id] and total == 2
+    assert await store.user_chats(new_id(), None, None, 1, 10) == ([], 0)
+    assert not_mine.id not in await store.user_chat_ids(alice.id)
+
+
+async def test_user_chats_break_activity_ties_by_the_newest_message_then_id(store):
+    (alice,) = await users(store, "alice")
+    older, newer = await group(store, alice, last_activity=at(1)), await group(store, alice, last_activity=at(1))
+    pairs, _ = await store.user_chats(alice.id, None, None, 1, 10)
+    assert [c.id for c, _ in pairs] == [newer.id, older.id]
+    await send(store, older, alice, when=5)
+    await send(store, newer, alice, when=5)
+    await send(store, older, alice, when=5)  # same instant: the chat whose last message is newer comes first
+    pairs, _ = await store.user_chats(alice.id, None, None, 1, 10)
+    assert [c.id for c, _ in pairs] == [older.id, newer.id]
+
+
+async def test_user_chat_ids_and_shared_chat_user_ids(store):
+    alice, bob, carol, dave = await users(store, "alice", "bob", "carol", "dave")
+    one, two = await group(store, alice, bob), await group(store, alice, bob, carol)
+    await group(store, dave)
+    assert sorted(await store.user_chat_ids(alice.id)) == sorted([one.id, two.id])
+    assert await store.user_chat_ids(dave.id) != []
+    assert sorted(await store.shared_chat_user_ids(alice.id)) == sorted([bob.id, carol.id])
+    assert sorted(await store.shared_chat_user_ids(carol.id)) == sorted([alice.id, bob.id])
+    assert await store.shared_chat_user_ids(dave.id) == []
+    assert await store.shared_chat_user_ids(new_id()) == []
+
+
+# messages
+
+
+async def test_insert_message_makes_it_the_chats_last(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob, last_activity=at(0))
+    first = await send(store, chat, alice, when=5)
+    second = await send(store, chat, bob, when=6)
+    stored = await store.get_chat(chat.id)
+    assert stored is not None
+    assert (stored.last_message_id, stored.last_activity, stored.message_count) == (second.id, at(6), 2)
+    assert await store.get_message(first.id) == first
+    assert await store.count_messages(chat.id) == 2
+
+
+async def test_a_client_id_is_unique_per_sender(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    sent = await send(store, chat, alice, client_id="c-1")
+    with pytest.raises(DuplicateKey) as caught:
+        await send(store, chat, alice, "again", client_id="c-1")
+    assert caught.value.field == "client_id"
+    await send(store, chat, bob, client_id="c-1")  # another sender's own
+    await send(store, chat, alice)  # no client id: any number
+    await send(store, chat, alice)
+    assert await store.get_message_by_client_id(alice.id, "c-1") == sent
+    assert await store.get_message_by_client_id(alice.id, "c-2") is None
+    stored = await store.get_chat(chat.id)
+    assert stored is not None and stored.message_count == 4  # the refused one counts nowhere
+
+
+async def test_get_messages_and_metadata_round_trip(store):
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice)
+    metadata = {"$where": "1", "a.b": [1, {"c": None}], "ok": True}  # a user's keys, kept as they are
+    one = await send(store, chat, alice, metadata=metadata, reply_to=None)
+    two = await send(store, chat, alice, reply_to=one.id)
+    assert await store.get_message(one.id) == one
+    assert (await store.get_message(one.id)).metadata == metadata  # type: ignore[union-attr]
+    assert await store.get_messages([one.id, two.id, "", one.id, new_id()]) == {one.id: one, two.id: two}
+    assert await store.get_messages([]) == {}
+    assert await store.get_message(new_id()) is None
+
+
+async def test_update_message_edits_metadata_and_tombstones(store):
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice)
+    message = await send(store, chat, alice, "draft", metadata={"k": 1})
+    edited = await store.update_message(
+        message.id, {"content": "final", "metadata": {"k": 2, "n": [1]}, "edited_at": at(3), "updated_at": at(3)}
+    )
+    assert edited is not None
+    assert (edited.content, edited.metadata, edited.edited_at, edited.updated_at) == (
+        "final",
+        {"k": 2, "n": [1]},
+        at(3),
+        at(3),
+    )
+    deleted = await store.update_message(
+        message.id, {"content": "", "metadata": None, "deleted": 1, "updated_at": at(4)}
+    )
+    assert deleted is not None and (deleted.content, deleted.metadata, deleted.deleted) == ("", None, True)
+    assert await store.get_message(message.id) == deleted
+    assert await store.update_message(new_id(), {"content": "x"}) is None
+
+
+async def test_list_messages_pages_newest_first_by_offset_and_cursors(store):
+    (alice,) = await users(store, "alice")
+    chat, other = await group(store, alice), await group(store, alice)
+    ids = [m.id async for m in _messages(store, chat, alice, 10)]
+    await send(store, other, alice, when=20)
+
+    async def page(**kwargs: Any) -> list[str]:
+        return [m.id for m in await store.list_messages(chat.id, **kwargs)]
+
+    assert await page(limit=3) == ids[:-4:-1]
+    assert await page(limit=2, offset=3) == [ids[6], ids[5]]
+    assert await page(limit=3, before=ids[5]) == [ids[4], ids[3], ids[2]]
+    assert await page(limit=3, before=ids[1]) == [ids[0]]
+    assert await page(limit=3, after=ids[2]) == [ids[5], ids[4], ids[3]]  # right after the cursor, newest first
+    assert await page(limit=3, after=ids[8]) == [ids[9]]
+    assert await page(limit=10, after=ids[2], before=ids[6]) == [ids[5], ids[4], ids[3]]
+    assert await page(limit=100) == ids[::-1]
+    assert await store.list_messages(new_id(), limit=10) == []
+
+
+async def test_search_messages_is_a_literal_case_insensitive_substring_without_tombstones(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    hello = await send(store, chat, alice, "Hello there", when=1)
+    await send(store, chat, bob, "goodbye", when=2)
+    hello_again = await send(store, chat, bob, "say HELLO", when=3)
+    gone = await send(store, chat, alice, "hello, deleted", when=4)
+    literal = await send(store, chat, alice, "100% sure (.*)", when=5)
+    await store.update_message(gone.id, {"content": "hello", "deleted": 1, "updated_at": at(9)})
+
+    found = await store.list_messages(chat.id, limit=10, search="hElLo")
+    assert [m.id for m in found] == [hello_again.id, hello.id]
+    assert [m.id for m in await store.list_messages(chat.id, limit=1, offset=1, search="hello")] == [hello.id]
+    assert [m.id for m in await store.list_messages(chat.id, limit=10, search="% sure")] == [literal.id]
+    assert [m.id for m in await store.list_messages(chat.id, limit=10, search="(.*)")] == [literal.id]
+    assert await store.list_messages(chat.id, limit=10, search="h.llo") == []
+    assert [m.id for m in await store.list_messages(chat.id, limit=10, search="hello", before=hello_again.id)] == [
+        hello.id
+    ]
+    assert await store.count_messages(chat.id, "HELLO") == 2
+    assert await store.count_messages(chat.id, "h.llo") == 0
+    assert await store.count_messages(chat.id, ".*") == 1  # the one that says it
+    assert await store.count_messages(chat.id) == 5  # every message, tombstones too
+    assert await store.count_messages(chat.id, "") == 5
+    assert await store.count_messages(new_id()) == 0
+
+
+async def test_count_unread_counts_others_newer_messages_without_tombstones(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    first = await send(store, chat, bob, when=1)
+    await send(store, chat, alice, when=2)
+    third = await send(store, chat, bob, when=3)
+    await send(store, chat, bob, when=4)
+    deleted = await send(store, chat, bob, when=5)
+    await store.update_message(deleted.id, {"deleted": 1, "content": "", "updated_at": at(6)})
+    assert await store.count_unread(chat.id, alice.id, None) == 3
+    assert await store.count_unread(chat.id, alice.id, first.id) == 2
+    assert await store.count_unread(chat.id, alice.id, third.id) == 1
+    assert await store.count_unread(chat.id, bob.id, None) == 1
+    assert await store.count_unread(chat.id, alice.id, deleted.id) == 0
+
+
+async def test_messages_after_spans_chats_oldest_first(store):
+    (alice,) = await users(store, "alice")
+    one, two, three = await group(store, alice), await group(store, alice), await group(store, alice)
+    a = await send(store, one, alice, when=1)
+    b = await send(store, two, alice, when=2)
+    await send(store, three, alice, when=3)
+    c = await send(store, one, alice, when=4)
+    d = await send(store, two, alice, when=5)
+    assert [m.id for m in await store.messages_after([one.id, two.id], a.id, 10)] == [b.id, c.id, d.id]
+    assert [m.id for m in await store.messages_after([one.id, two.id], "", 2)] == [a.id, b.id]
+    assert await store.messages_after([one.id, two.id], d.id, 10) == []
+    assert await store.messages_after([], "", 10) == []
+
+
+async def test_messages_changed_since(store):
+    (alice,) = await users(store, "alice")
+    one, two = await group(store, alice), await group(store, alice)
+    a = await send(store, one, alice, when=1)
+    b = await send(store, two, alice, when=2)
+    c = await send(store, one, alice, when=3)
+    later = await send(store, one, alice, when=4)
+    await store.update_message(b.id, {"content": "b2", "edited_at": at(10), "updated_at": at(10)})
+    await store.update_message(a.id, {"deleted": 1, "content": "", "updated_at": at(11)})
+    await store.update_message(later.id, {"content": "x", "updated_at": at(12)})  # after the bound: not included
+    changed = await store.messages_changed_since([one.id, two.id], at(5), c.id, 10)
+    assert [(m.id, m.updated_at) for m in changed] == [(b.id, at(10)), (a.id, at(11))]
+    assert changed[1].deleted is True
+    assert [m.id for m in await store.messages_changed_since([one.id, two.id], at(10), c.id, 10)] == [a.id]
+    assert [m.id for m in await store.messages_changed_since([one.id, two.id], at(5), c.id, 1)] == [b.id]
+    assert [m.id for m in await store.messages_changed_since([one.id], at(5), later.id, 10)] == [a.id, later.id]
+    assert await store.messages_changed_since([], at(0), c.id, 10) == []
+
+
+# uploads
+
+
+async def test_uploads(store):
+    (alice,) = await users(store, "alice")
+    upload = Upload(
+        id="ab" * 20,
+        owner_id=alice.id,
+        filename="a.png",
+        size=3,
+        mime_type="image/png",
+        purpose="avatar",
+        created_at=at(1),
+    )
+    await store.insert_upload(upload)
+    assert await store.get_upload(upload.id) == upload
+    assert await store.get_upload("cd" * 20) is None
+    with pytest.raises(DuplicateKey) as caught:
+        await store.insert_upload(upload)
+    assert caught.value.field == "id"
+
+
+# calls
+
+
+def a_call(initiator: User, *others: User, kind: str = "audio", **extra: Any) -> Call:
+    return Call(
+        id=new_id(),
+        type=kind,  # type: ignore[arg-type]
+        initiator_id=initiator.id,
+        status="ringing",
+        created_at=at(1),
+        updated_at=at(1),
+        participants=[CallParticipant(initiator.id, "answered", joined_at=at(1))]
+        + [CallParticipant(u.id, "invited") for u in others],
+        **extra,
+    )
+
+
+async def test_save_call_twice_updates_it(store):
+    alice, bob = await users(store, "alice", "bob")
+    call = a_call(alice, bob, chat_id=new_id())
+    await store.save_call(call)
+    assert await store.get_call(call.id) == call
+    call.status, call.started_at, call.updated_at = "ongoing", at(2), at(2)
+    call.participants[1] = CallParticipant(bob.id, "answered", joined_at=at(2))
+    await store.save_call(call)
+    call.status, call.ended_at, call.duration = "completed", at(5), 3
+    call.participants[1].status, call.participants[1].left_at = "left", at(5)
+    await store.save_call(call)
+    assert await store.get_call(call.id) == call
+    assert await store.get_call(new_id()) is None
+    calls, total = await store.user_calls(bob.id, None, 1, 10)
+    assert [c.id for c in calls] == [call.id] and total == 1  # saved three times, listed once
+
+
+async def test_user_calls_newest_first_with_type_filter_and_pages(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    first = a_call(alice, bob)
+    second = a_call(bob, alice, kind="video")
+    third = a_call(carol, alice, bob)
+    theirs = a_call(bob, carol)
+    for call in (first, second, third, theirs):
+        await store.save_call(call)
+    calls, total = await store.user_calls(alice.id, None, 1, 10)
+    assert [c.id for c in calls] == [third.id, second.id, first.id] and total == 3
+    calls, total = await store.user_calls(alice.id, None, 2, 2)
+    assert [c.id for c in calls] == [first.id] and total == 3
+    calls, total = await store.user_calls(alice.id, "audio", 1, 10)
+    assert [c.id for c in calls] == [third.id, first.id] and total == 2
+    calls, total = await store.user_calls(alice.id, "video", 1, 10)
+    assert [c.id for c in calls] == [second.id] and total == 1
+    assert calls[0] == second
+    assert await store.user_calls(new_id(), None, 1, 10) == ([], 0)
+
+
+# what a client sends where a string belongs never becomes a query (the MongoDB backends)
+
+
+@pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
+async def test_an_object_where_a_string_belongs_never_becomes_an_operator(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    await send(store, chat, alice, "secret", client_id="c-1")
+    session = a_session(alice)
+    await store.insert_session(session)
+    await store.insert_reset_token("h1", alice.id, at(100))
+    anything = {"$ne": None}
+    attempts = [
+        store.get_user_by_email(anything),  # type: ignore[arg-type]
+        store.get_user(anything),  # type: ignore[arg-type]
+        store.get_users([anything]),  # type: ignore[list-item]
+        store.search_users({"$regex": ".*"}, 1, 10),  # type: ignore[arg-type]
+        store.get_session(anything),  # type: ignore[arg-type]
+        store.rotate_refresh(session.id, anything, "new", at(200)),  # type: ignore[arg-type]
+        store.consume_reset_token(anything, at(1)),  # type: ignore[arg-type]
+        store.get_private_chat(anything),  # type: ignore[arg-type]
+        store.get_member(chat.id, anything),  # type: ignore[arg-type]
+        store.list_messages(chat.id, limit=10, search={"$regex": ".*"}),  # type: ignore[arg-type]
+        store.list_messages(chat.id, limit=10, before=anything),  # type: ignore[arg-type]
+        store.count_messages(chat.id, {"$regex": ".*"}),  # type: ignore[arg-type]
+        store.get_message_by_client_id(alice.id, anything),  # type: ignore[arg-type]
+        store.user_chats(anything, None, None, 1, 10),  # type: ignore[arg-type]
+        store.user_calls(alice.id, anything, 1, 10),  # type: ignore[arg-type]
+        store.messages_after(anything, "", 10),  # type: ignore[arg-type]
+        store.blocked_ids_of(bob.id, [anything]),  # type: ignore[list-item]
+    ]
+    for attempt in attempts:
+        with pytest.raises(TypeError):
+            await attempt
+    # and in the values and field names of a change
+    with pytest.raises(TypeError):
+        await store.update_user(bob.id, {"username": anything})
+    with pytest.raises(ValueError, match="not document fields"):
+        await store.update_user(bob.id, {"$set": {"role": "admin"}})
+    with pytest.raises(ValueError, match="not document fields"):
+        await store.update_member(chat.id, bob.id, {"role.$": "admin"})
+    assert (await store.get_user(bob.id)) == bob
+    stored = await store.get_session(session.id)
+    assert stored is not None and stored.refresh_jti == session.refresh_jti
+    assert await store.consume_reset_token("h1", at(1)) == alice.id

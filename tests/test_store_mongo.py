@@ -1,0 +1,198 @@
+"""What only the MongoDB backend has: write concern, indexes, its error translation, no collection scans.
+
+The behaviour every backend shares is in `test_store_contract.py`; these run on
+the mongomock stand-in always and on a real MongoDB when
+`WHATSCHAT_TEST_MONGODB_URL` is set. The stand-in has no query planner, so the
+no-scan check there reads the filters the store sent against the indexes it
+declared; on a real server `explain()` says it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymongo.errors import AutoReconnect, DuplicateKeyError
+
+from models.clock import new_id
+from models.store import DEFAULT_MONGODB_URL, StoreError, create_store
+from models.store.mongo import MongoStore
+from models.store.mongo_base import COLLECTIONS, INDEXES, duplicate_key
+from server.config import load_config
+from tests import store_backends
+from tests.mongo_standin import StandinClient, StandinServer
+from tests.store_backends import MONGO_BACKENDS, MONGO_STANDIN, REAL_MONGODB, Backend
+from tests.test_store_contract import a_call, a_member, a_session, group, send, users
+
+backend, store = store_backends.backend, store_backends.store
+on_mongo = pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
+on_standin = pytest.mark.parametrize("backend", [MONGO_STANDIN], indirect=True)
+on_real_server = pytest.mark.parametrize("backend", REAL_MONGODB, indirect=True)
+
+
+@on_mongo
+async def test_every_collection_writes_with_majority_write_concern(store: MongoStore):
+    for name in COLLECTIONS:
+        assert store.collection(name).write_concern.document == {"w": "majority"}, name
+
+
+@on_mongo
+async def test_indexes_are_created_at_start_up_and_again_without_harm(backend: Backend, store: MongoStore):
+    async def declared() -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for name in COLLECTIONS:
+            for index, info in (await store.collection(name).index_information()).items():
+                found[f"{name}.{index}"] = info
+        return found
+
+    before = await declared()
+    for collection, name, keys, options in INDEXES:
+        info = before[f"{collection}.{name}"]
+        assert [(key, int(direction)) for key, direction in info["key"]] == keys
+        assert bool(info.get("unique")) == bool(options.get("unique")), name
+        assert info.get("partialFilterExpression") == options.get("partialFilterExpression"), name
+    again = await backend.open()  # a second start-up on the same database
+    assert again is not store
+    assert await declared() == before
+
+
+@on_mongo
+async def test_driver_errors_become_store_errors(store: MongoStore, monkeypatch):
+    async def lost(*_: Any, **__: Any) -> Any:
+        raise AutoReconnect("connection lost")
+
+    monkeypatch.setattr(store.users, "find_one", lost)
+    with pytest.raises(StoreError, match="connection lost") as caught:
+        await store.get_user(new_id())
+    assert isinstance(caught.value.__cause__, AutoReconnect)
+
+
+def test_the_duplicate_field_is_named_from_the_key_pattern_or_else_the_index_name():
+    def error(message: str, details: dict[str, Any] | None = None) -> DuplicateKeyError:
+        return DuplicateKeyError(message, 11000, details)
+
+    assert duplicate_key(error("E11000", {"keyPattern": {"username_lower": 1}})).field == "username"
+    assert duplicate_key(error("E11000", {"keyPattern": {"sender_id": 1, "client_id": 1}})).field == "client_id"
+    assert duplicate_key(error("E11000", {"keyPattern": {"_id": 1}})).field == "id"
+    message = "E11000 duplicate key error collection: whatschat.users index: email_unique dup key: { email: 1 }"
+    assert duplicate_key(error(message)).field == "email"
+    assert duplicate_key(error("E11000 duplicate key error")).field == "id"
+
+
+async def _workload(store: MongoStore) -> None:
+    """One call of every store method that reads or writes by a filter."""
+    alice, bob = await users(store, "alice", "bob")
+    await store.get_user(alice.id)
+    await store.get_users([alice.id, bob.id])
+    await store.get_user_by_email(alice.email)
+    await store.update_user(alice.id, {"status": "x"})
+    session = a_session(alice)
+    await store.insert_session(session)
+    await store.get_session(session.id)
+    await store.rotate_refresh(session.id, session.refresh_jti, new_id(), "2030")
+    await store.revoke_user_sessions(alice.id, "2030", keep=session.id)
+    await store.revoke_session(session.id, "2030")
+    await store.insert_reset_token("h", alice.id, "2031")
+    await store.consume_reset_token("h", "2030")
+    await store.set_block(alice.id, bob.id, "2030", True)
+    await store.is_blocked(alice.id, bob.id)
+    await store.blocked_ids(alice.id)
+    await store.blocked_ids_of(bob.id, [alice.id])
+    await store.set_block(alice.id, bob.id, "2030", False)
+    chat = await group(store, alice, bob)
+    await store.get_chat(chat.id)
+    await store.get_private_chat("a:b")
+    await store.update_chat(chat.id, {"name": "n"})
+    await store.add_members([a_member(chat.id, alice.id)])
+    await store.get_member(chat.id, bob.id)
+    await store.list_members(chat.id)
+    await store.update_member(chat.id, bob.id, {"muted": 1})
+    message = await send(store, chat, alice, client_id="c")
+    await store.advance_mark(chat.id, bob.id, "last_read_id", message.id)
+    await store.user_chats(alice.id, False, "group", 1, 10)
+    await store.user_chat_ids(alice.id)
+    await store.shared_chat_user_ids(alice.id)
+    await store.get_message(message.id)
+    await store.get_messages([message.id])
+    await store.get_message_by_client_id(alice.id, "c")
+    await store.update_message(message.id, {"content": "y"})
+    await store.list_messages(chat.id, limit=10, before=message.id)
+    await store.list_messages(chat.id, limit=10, after=message.id, search="y")
+    await store.count_messages(chat.id)
+    await store.count_messages(chat.id, "y")
+    await store.count_unread(chat.id, bob.id, None)
+    await store.messages_after([chat.id], "", 10)
+    await store.messages_changed_since([chat.id], "", message.id, 10)
+    await store.save_call(a_call(alice, bob))
+    await store.user_calls(alice.id, "audio", 1, 10)
+    await store.remove_member(chat.id, bob.id)
+    await store.delete_chat(chat.id)
+    await store.delete_user(bob.id)
+
+
+def _scans_by_design(collection: str, where: dict[str, Any]) -> bool:
+    """`count_users` and `search_users` read every user on every backend (SQLite: COUNT(*), LIKE '%x%')."""
+    return collection == "users" and (not where or "$or" in where)
+
+
+@on_standin
+async def test_no_query_reads_a_whole_collection(backend: Backend):
+    """Every filter the store sends starts on an indexed field: the stand-in's stand-in for `explain()`."""
+    server = backend.standin
+    assert server is not None
+    server.queries.clear()
+    await _workload(store=await backend.open())  # type: ignore[arg-type]
+    leading: dict[str, set[str]] = {name: {"_id"} for name in COLLECTIONS}
+    for collection, _, keys, _ in INDEXES:
+        leading[collection].add(keys[0][0])
+    assert server.queries
+    for query in server.queries:
+        collection, where = query["collection"], query["filter"]
+        if _scans_by_design(collection, where):
+            continue
+        assert leading[collection] & set(where), f"{collection}: {where} reads the whole collection"
+    history = [q for q in server.queries if q["collection"] == "messages" and q["sort"]]
+    assert history and all(q["sort"][0][0] in ("_id", "updated_at") for q in history)
+
+
+if REAL_MONGODB:  # only a real server has a query planner to ask
+
+    @on_real_server
+    async def test_a_history_page_reads_only_its_page_on_a_real_server(store: MongoStore):
+        (alice,) = await users(store, "alice")
+        chat = await group(store, alice)
+        sent = [await send(store, chat, alice, f"m{n}", when=n) for n in range(30)]
+        cursor = store.messages.find({"chat_id": chat.id, "_id": {"$lt": sent[20].id}}).sort("_id", -1).limit(5)
+        plan = await cursor.explain()
+        text = str(plan)
+        assert "COLLSCAN" not in text and "IXSCAN" in text, text
+        stats = plan.get("executionStats", {})
+        if stats:
+            assert stats["totalDocsExamined"] <= 5, stats
+
+
+async def test_the_database_is_named_by_the_url_or_whatschat():
+    server = StandinServer()
+    named = MongoStore("mongodb://standin/custom", client=server.client)
+    default = MongoStore("mongodb://standin/", client=server.client)
+    for opened in (named, default):
+        await opened.open()
+    try:
+        assert (named.db.name, default.db.name) == ("custom", "whatschat")
+    finally:
+        for opened in (named, default):
+            await opened.close()
+
+
+async def test_create_store_selects_mongodb_by_configuration(tmp_path):
+    config = load_config(None, {}).replace(data_dir=str(tmp_path), database={"backend": "mongodb"})
+    chosen = create_store(config)
+    assert isinstance(chosen, MongoStore) and chosen.url == DEFAULT_MONGODB_URL and chosen.name == "mongodb"
+    config = config.replace(database={"url": "mongodb://db.example:27017/chat"})
+    chosen = create_store(config, mongo_client=StandinClient)
+    assert isinstance(chosen, MongoStore) and chosen.url == "mongodb://db.example:27017/chat"
+    await chosen.open()
+    try:
+        assert isinstance(chosen.client, StandinClient) and chosen.db.name == "chat"
+    finally:
+        await chosen.close()
