@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.chats import IdList
-from schemas.common import InputSchema, PageQuery
+from schemas.common import InputSchema, PageQuery, check_json_size
 from schemas.messages import object_id
 
 MAX_SIGNAL_BYTES = 64 * 1024
@@ -20,13 +19,7 @@ class Signal(fields.Raw):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, dict | str):
             raise ValidationError("An object or a string.")
-        try:
-            size = len(orjson.dumps(value))
-        except TypeError:
-            raise ValidationError("Not valid JSON.") from None
-        if size > MAX_SIGNAL_BYTES:
-            raise ValidationError(f"At most {MAX_SIGNAL_BYTES} bytes of JSON.")
-        return value
+        return check_json_size(value, MAX_SIGNAL_BYTES)
 
 
 class StartCall(InputSchema):

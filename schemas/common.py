@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from models.errors import ValidationFailed
@@ -40,3 +41,14 @@ class PaginationOut(Schema):
     limit = fields.Integer()
     total = fields.Integer()
     pages = fields.Integer()
+
+
+def check_json_size(value: Any, limit: int) -> Any:
+    """`value` if it encodes as JSON in at most `limit` bytes; a `ValidationError` otherwise."""
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError:  # NaN, Infinity, or not JSON at all
+        raise ValidationError("Not valid JSON.") from None
+    if size > limit:
+        raise ValidationError(f"At most {limit} bytes of JSON.")
+    return value

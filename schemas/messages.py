@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import InputSchema, PageQuery, text
+from schemas.common import InputSchema, PageQuery, check_json_size, text
 
 MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
 MAX_CONTENT = 10_000
@@ -23,14 +22,7 @@ class Metadata(fields.Dict):
     """A JSON object of at most 8 KiB, so one message cannot carry megabytes beside its content."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        result = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            size = len(orjson.dumps(result))
-        except TypeError:
-            raise ValidationError("Not valid JSON.") from None
-        if size > MAX_METADATA_BYTES:
-            raise ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
-        return result
+        return check_json_size(super()._deserialize(value, attr, data, **kwargs), MAX_METADATA_BYTES)
 
 
 class SendMessage(InputSchema):

@@ -30,13 +30,15 @@ class StatusOption(Schema):
 class HealthServices(Schema):
     database = fields.String()
     websocket = fields.String()
+    redis = fields.String(metadata={"description": "present when redis.url is set: healthy or unhealthy"})
 
 
 class HealthOut(Schema):
-    status = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "healthy, degraded (Redis down) or unhealthy"})
     timestamp = fields.String()
     uptime = fields.Float()
     version = fields.String()
+    process = fields.String(metadata={"description": "the answering server process: hostname:pid:random"})
     services = fields.Nested(HealthServices)
     connections = fields.Dict()
 
