@@ -17,7 +17,7 @@ from models.errors import Conflict, RateLimited, Unauthenticated, WrongCredentia
 from models.mail import Mailer
 from models.notifier import Notifier
 from models.passwords import PasswordHasher
-from models.ratelimit import RateLimiter
+from models.ratelimit import Limiter
 from models.store.base import DuplicateKey, Store
 from models.tokens import TokenSigner
 
@@ -51,7 +51,7 @@ class AuthService:
         store: Store,
         signer: TokenSigner,
         hasher: PasswordHasher,
-        limiter: RateLimiter,
+        limiter: Limiter,
         mailer: Mailer,
         notifier: Notifier,
         policy: LoginPolicy,
@@ -94,28 +94,26 @@ class AuthService:
         """Same answer for an unknown email and a wrong password; failures are budgeted."""
         email = email.lower()
         account_key, address_key = f"login:account:{email}", f"login:address:{address}"
-        for key, limit in (
-            (account_key, self.policy.failures_per_account),
-            (address_key, self.policy.failures_per_address),
-        ):
-            wait = self.limiter.retry_after(key, limit, self.policy.window)
-            if wait is not None:
-                raise RateLimited(wait, "Too many failed logins; try again later")
-        # Count the attempt as a failure before the first await, so that parallel guesses
-        # cannot all pass the check above while the hashes run; a success takes it back.
-        self.limiter.hit(account_key, self.policy.window)
-        self.limiter.hit(address_key, self.policy.window)
+        # Check both budgets and count the attempt as a failure in one step, before the hash
+        # runs, so that parallel guesses (here or in another process) cannot all pass the
+        # check; a success takes it back.
+        wait = await self.limiter.hit_if_allowed(
+            [(account_key, self.policy.failures_per_account), (address_key, self.policy.failures_per_address)],
+            self.policy.window,
+        )
+        if wait is not None:
+            raise RateLimited(wait, "Too many failed logins; try again later")
         try:
             user = await self.store.get_user_by_email(email)
             ok = await self.hasher.verify(password, user.password_hash if user else None) and user is not None
         except BaseException:
-            self.limiter.release(account_key)
-            self.limiter.release(address_key)
+            await self.limiter.release(account_key)
+            await self.limiter.release(address_key)
             raise
         if not ok or user is None:
             raise WrongCredentials()
-        self.limiter.reset(account_key)
-        self.limiter.release(address_key)
+        await self.limiter.reset(account_key)
+        await self.limiter.release(address_key)
         return user, await self._start_session(user)
 
     async def _start_session(self, user: User) -> TokenPair:

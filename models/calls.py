@@ -2,16 +2,24 @@
 
 A call rings, goes on while at least two participants are in it, and ends as
 `completed`, `rejected`, `missed` or `cancelled` (see docs/protocol.md for the
-table of transitions). Live calls are held here, in this process; every change
-is written to the store (the call history) before anyone is told. Media never
-passes through the server: it only relays WebRTC offers, answers and ICE
-candidates between participants of a live call.
+table of transitions). Live calls are kept in a registry (`models.live_calls`):
+this process's memory by default, or Redis so that several processes share
+them. Every transition reads, changes and writes the call under that call's
+lock, so two processes cannot both answer or both end it; every change is
+written to the store (the call history) before anyone is told. Ring timeouts
+are deadlines in the registry that a background loop claims, each exactly
+once, in whichever process polls first. Media never passes through the server:
+it only relays WebRTC offers, answers and ICE candidates between participants
+of a live call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from models.auth import Identity
@@ -19,6 +27,7 @@ from models.chats import ChatService
 from models.clock import new_id, now_iso, parse_iso
 from models.documents import Call, CallParticipant
 from models.errors import CallFailed, NotFound, ParticipantsOffline, UserNotFound, ValidationFailed
+from models.live_calls import IN_CALL, LIVE, CallLock, LiveCall, LiveCalls, MemoryLiveCalls
 from models.notifier import Notifier
 from models.presence import PresenceService
 from models.store.base import Store
@@ -27,23 +36,30 @@ from schemas.calls import CallOut
 
 log = logging.getLogger(__name__)
 _call_out = CallOut()
-LIVE = ("ringing", "ongoing")
-IN_CALL = ("invited", "answered")  # participant states that can still signal
+RETRY_RING = 0.5  # seconds before a ring timeout that failed to apply is tried again
+MAX_POLL_BACKOFF = 2.0  # the longest pause between polls while the registry does not answer
+
+Change = Callable[[Call, CallParticipant], bool | None]  # False: nothing changes, nobody is told
 
 
 class CallService:
     def __init__(
-        self, store: Store, chats: ChatService, presence: PresenceService, notifier: Notifier, ring_timeout: float
+        self,
+        store: Store,
+        chats: ChatService,
+        presence: PresenceService,
+        notifier: Notifier,
+        ring_timeout: float,
+        live: LiveCalls | None = None,
     ) -> None:
         self.store = store
         self.chats = chats
         self.presence = presence
         self.notifier = notifier
         self.ring_timeout = ring_timeout
-        self._live: dict[str, Call] = {}
-        self._busy: dict[str, str] = {}  # user id -> the live call they ring in or talk in
-        self._timers: dict[str, asyncio.Task[None]] = {}
-        self._muted: dict[str, set[str]] = {}  # call id -> invitees who blocked the caller: never told of it
+        self.live = live if live is not None else MemoryLiveCalls()
+        self._ring_loop: asyncio.Task[None] | None = None
+        self._closed = False
         presence.on_last_socket_closed(self.user_gone)
 
     # views
@@ -57,14 +73,16 @@ class CallService:
     # reading
     async def get(self, identity: Identity, call_id: str) -> Call:
         """A call the caller took part in; any other id answers like a missing one."""
-        call = self._live.get(call_id) or await self.store.get_call(call_id)
+        entry = await self.live.get(call_id)
+        call = entry.call if entry is not None else await self.store.get_call(call_id)
         if call is None or call.participant(identity.user.id) is None:
             raise NotFound("Call not found")
         return call
 
     async def history(self, identity: Identity, call_type: str | None, page: int, limit: int) -> tuple[list[Call], int]:
         calls, total = await self.store.user_calls(identity.user.id, call_type, page, limit)
-        return [self._live.get(call.id, call) for call in calls], total
+        live = await self.live.get_many([call.id for call in calls])
+        return [live.get(call.id, call) for call in calls], total
 
     # the state machine
     async def start(self, identity: Identity, data: dict[str, Any]) -> Call:
@@ -81,109 +99,141 @@ class CallService:
         if missing:
             raise UserNotFound(f"Unknown user: {missing[0]}", details={"participants": missing})
         blocked_me = set(await self.store.blocked_ids_of(me, wanted))
-        # checked after the last await: from here to registering the call nothing yields, so two
-        # concurrent starts by one caller cannot both pass
-        if me in self._busy:
-            raise CallFailed("You are already in a call")
+        reachable = {uid for uid in wanted if uid not in blocked_me and await self._is_online(uid)}
+        self._ensure_ring_loop()
+        call_id = new_id()
+        async with self.live.lock(call_id) as lock:
+            # busy marks are claimed atomically in the registry: of two concurrent starts (in any
+            # processes) by one caller, or to one invitee, only one gets the mark
+            if not await self.live.claim(lock, [me]):
+                raise CallFailed("You are already in a call")
+            claimed = [me]
+            try:
+                invited = set(await self.live.claim(lock, [uid for uid in wanted if uid in reachable]))
+                claimed.extend(invited)
+                # reachable but not claimed: busy elsewhere; the unreachable are busy, else offline
+                busy = (reachable - invited) | await self.live.busy(uid for uid in wanted if uid not in reachable)
+                call = self._new_call(call_id, me, wanted, invited, busy, data)
+                entry = LiveCall(call, frozenset(blocked_me))
+                await self.live.commit(lock, entry, ring_after=self.ring_timeout)
+            except BaseException:  # the call did not start: whoever it marked busy is free again
+                await self.live.release(lock, claimed)
+                raise
+            await self.store.save_call(call)
+            payload = await self.dump(call)
+            ringing = [p.user_id for p in call.participants if p.status == "invited"]
+            await self.notifier.to_users(ringing, "incoming_call", payload)
+            await self.notifier.to_users(self._audience(entry), "call_status_update", payload)
+            return call
+
+    @staticmethod
+    def _new_call(
+        call_id: str, me: str, wanted: list[str], invited: set[str], busy: set[str], data: dict[str, Any]
+    ) -> Call:
+        """The ringing call, or the reason nobody can be rung."""
         now = now_iso()
         participants = [CallParticipant(me, "answered", joined_at=now)]
         for uid in wanted:
-            if uid in self._busy:
-                participants.append(CallParticipant(uid, "rejected", reason="busy"))
-            elif uid in blocked_me or not self.presence.is_online(uid):
-                participants.append(CallParticipant(uid, "missed", reason="offline"))
-            else:
+            if uid in invited:
                 participants.append(CallParticipant(uid, "invited"))
-        invited = [p.user_id for p in participants if p.status == "invited"]
+            elif uid in busy:
+                participants.append(CallParticipant(uid, "rejected", reason="busy"))
+            else:
+                participants.append(CallParticipant(uid, "missed", reason="offline"))
         if not invited:
-            busy = [p.user_id for p in participants if p.reason == "busy"]
-            if busy:
-                raise CallFailed("Everyone you called is busy", details={"busy": busy})
+            busy_ids = [p.user_id for p in participants if p.reason == "busy"]
+            if busy_ids:
+                raise CallFailed("Everyone you called is busy", details={"busy": busy_ids})
             raise ParticipantsOffline()
-        call = Call(new_id(), data["type"], me, "ringing", now, now, participants, chat_id=data.get("chatId"))
-        self._live[call.id] = call
-        for uid in (me, *invited):
-            self._busy[uid] = call.id
-        if blocked_me:
-            self._muted[call.id] = blocked_me
-        self._timers[call.id] = asyncio.ensure_future(self._ring_out(call.id))
-        await self.store.save_call(call)
-        payload = await self.dump(call)
-        await self.notifier.to_users(invited, "incoming_call", payload)
-        await self.notifier.to_users(self._audience(call), "call_status_update", payload)
-        return call
+        return Call(call_id, data["type"], me, "ringing", now, now, participants, chat_id=data.get("chatId"))
 
-    def _live_participant(self, identity: Identity, call_id: str) -> tuple[Call, CallParticipant]:
-        call = self._live.get(call_id)
-        participant = call.participant(identity.user.id) if call else None
-        if call is None or participant is None:
-            raise NotFound("Call not found or already over")
-        return call, participant
+    async def _is_online(self, user_id: str) -> bool:
+        online = self.presence.is_online(user_id)
+        if inspect.isawaitable(online):  # presence shared across processes answers asynchronously
+            online = await online
+        return bool(online)
+
+    async def _transition(self, call_id: str, user_id: str, change: Change) -> Call:
+        """Read, change and write one live call under its lock; `change` may raise to refuse."""
+        async with self.live.lock(call_id) as lock:
+            entry = await self.live.get(call_id)
+            participant = entry.call.participant(user_id) if entry is not None else None
+            if entry is None or participant is None:
+                raise NotFound("Call not found or already over")
+            if change(entry.call, participant) is False:
+                return entry.call
+            return await self._changed(lock, entry)
 
     async def answer(self, identity: Identity, call_id: str) -> Call:
-        call, me = self._live_participant(identity, call_id)
-        if me.status != "invited":
-            raise CallFailed(f"You cannot answer a call you have {me.status}")
-        now = now_iso()
-        me.status, me.joined_at = "answered", now
-        if call.status == "ringing":
-            call.status, call.started_at = "ongoing", now
-        return await self._changed(call)
+        def answer(call: Call, me: CallParticipant) -> None:
+            if me.status != "invited":
+                raise CallFailed(f"You cannot answer a call you have {me.status}")
+            now = now_iso()
+            me.status, me.joined_at = "answered", now
+            if call.status == "ringing":
+                call.status, call.started_at = "ongoing", now
+
+        return await self._transition(call_id, identity.user.id, answer)
 
     async def reject(self, identity: Identity, call_id: str) -> Call:
-        call, me = self._live_participant(identity, call_id)
-        if me.status != "invited":
-            raise CallFailed(f"You cannot reject a call you have {me.status}")
-        me.status = "rejected"
-        self._busy.pop(me.user_id, None)
-        return await self._changed(call)
+        def reject(call: Call, me: CallParticipant) -> None:
+            if me.status != "invited":
+                raise CallFailed(f"You cannot reject a call you have {me.status}")
+            me.status = "rejected"
+
+        return await self._transition(call_id, identity.user.id, reject)
 
     async def end(self, identity: Identity, call_id: str) -> Call:
         """Leave the call; the caller hanging up a call nobody answered cancels it."""
-        call, me = self._live_participant(identity, call_id)
-        if me.status not in IN_CALL:
-            raise CallFailed("You are no longer in this call")
-        self._leave(call, me)
-        if call.status == "ringing" and me.user_id == call.initiator_id:
-            call.status = "cancelled"
-        return await self._changed(call)
 
-    def _leave(self, call: Call, participant: CallParticipant) -> None:
+        def end(call: Call, me: CallParticipant) -> None:
+            if me.status not in IN_CALL:
+                raise CallFailed("You are no longer in this call")
+            self._leave(call, me)
+
+        return await self._transition(call_id, identity.user.id, end)
+
+    @staticmethod
+    def _leave(call: Call, participant: CallParticipant) -> None:
         if participant.status == "invited":
             participant.status = "rejected"
         else:
             participant.status, participant.left_at = "left", now_iso()
-        self._busy.pop(participant.user_id, None)
+        if call.status == "ringing" and participant.user_id == call.initiator_id:
+            call.status = "cancelled"
 
     async def user_gone(self, user_id: str) -> None:
-        """A participant whose last socket closed leaves their call (or stops ringing)."""
-        call_id = self._busy.get(user_id)
-        call = self._live.get(call_id) if call_id else None
-        participant = call.participant(user_id) if call else None
-        if call is None or participant is None:
+        """A participant whose last socket closed leaves their call (or stops ringing), in any process."""
+        call_id = await self.live.call_of(user_id)
+        if call_id is None:
             return
-        if participant.status == "invited":
-            participant.status, participant.reason = "missed", "offline"
-            self._busy.pop(user_id, None)
-        else:
-            self._leave(call, participant)
-            if call.status == "ringing" and user_id == call.initiator_id:
-                call.status = "cancelled"
-        await self._changed(call)
+
+        def gone(call: Call, participant: CallParticipant) -> bool:
+            if participant.status == "invited":
+                participant.status, participant.reason = "missed", "offline"
+            elif participant.status == "answered":
+                self._leave(call, participant)
+            else:  # out of this call already (it changed since the busy mark was read)
+                return False
+            return True
+
+        try:
+            await self._transition(call_id, user_id, gone)
+        except NotFound:  # the call ended meanwhile
+            return
 
     async def _ring_out(self, call_id: str) -> None:
-        await asyncio.sleep(self.ring_timeout)
-        call = self._live.get(call_id)
-        if call is None:
-            return
-        self._timers.pop(call_id, None)
-        ringing = [p for p in call.participants if p.status == "invited"]
-        if not ringing:  # everyone answered or refused already: nothing changes, nobody is told
-            return
-        for participant in ringing:
-            participant.status = "missed"
-            self._busy.pop(participant.user_id, None)
-        await self._changed(call)
+        """The ring timeout of a call: invitees still ringing missed it."""
+        async with self.live.lock(call_id) as lock:
+            entry = await self.live.get(call_id)
+            if entry is None:
+                return
+            ringing = [p for p in entry.call.participants if p.status == "invited"]
+            if not ringing:  # everyone answered or refused already: nothing changes, nobody is told
+                return
+            for participant in ringing:
+                participant.status = "missed"
+            await self._changed(lock, entry)
 
     def _settle(self, call: Call) -> None:
         """Decide whether the call is over, from its participants' states."""
@@ -204,45 +254,83 @@ class CallService:
                 participant.status, participant.left_at = "left", now
             elif participant.status == "invited":
                 participant.status = "missed"
-            self._busy.pop(participant.user_id, None)
         call.ended_at = now
         if call.started_at is not None:
             call.duration = round((parse_iso(now) - parse_iso(call.started_at)).total_seconds())
-        self._live.pop(call.id, None)
-        timer = self._timers.pop(call.id, None)
-        if timer is not None and timer is not asyncio.current_task():
-            timer.cancel()
 
-    async def _changed(self, call: Call) -> Call:
-        """Settle, store, then tell every participant."""
+    async def _changed(self, lock: CallLock, entry: LiveCall) -> Call:
+        """Settle, write to the registry (freeing whoever is out) and the store, then tell every participant."""
+        call = entry.call
         self._settle(call)
         call.updated_at = now_iso()
+        await self.live.commit(lock, entry)
         await self.store.save_call(call)
         payload = await self.dump(call)
-        await self.notifier.to_users(self._audience(call), "call_status_update", payload)
-        if call.status not in LIVE:
-            self._muted.pop(call.id, None)
+        await self.notifier.to_users(self._audience(entry), "call_status_update", payload)
         return call
 
-    def _audience(self, call: Call) -> list[str]:
+    @staticmethod
+    def _audience(entry: LiveCall) -> list[str]:
         """Every participant but those who blocked the caller (to them the caller cannot reach them)."""
-        muted = self._muted.get(call.id, ())
-        return [p.user_id for p in call.participants if p.user_id not in muted]
+        return [p.user_id for p in entry.call.participants if p.user_id not in entry.muted]
+
+    # ring timeouts
+    async def start_background(self) -> None:
+        """Start polling for due ring timeouts (of calls started by any process sharing the registry)."""
+        self._closed = False
+        self._ensure_ring_loop()
+
+    def _ensure_ring_loop(self) -> None:
+        if not self._closed and (self._ring_loop is None or self._ring_loop.done()):
+            self._ring_loop = asyncio.ensure_future(self._run_ring_loop())
+
+    async def _run_ring_loop(self) -> None:
+        failures = 0
+        while not self._closed:  # checked each turn: redis-py on 3.11 can swallow a cancel()
+            try:
+                due = await self.live.claim_due()
+            except Exception as exc:  # the registry is unreachable (Redis down): back off, say so once
+                failures += 1
+                if failures == 1:
+                    log.warning("cannot poll ring timeouts (%s); retrying until it answers", exc)
+                await asyncio.sleep(min(self.live.poll_interval * 2 ** min(failures, 8), MAX_POLL_BACKOFF))
+                continue
+            if failures:
+                log.info("polling ring timeouts again")
+                failures = 0
+            for call_id in due:
+                try:
+                    await self._ring_out(call_id)
+                except Exception:
+                    log.exception("ring timeout of call %s failed; trying again", call_id)
+                    try:
+                        await self.live.schedule(call_id, RETRY_RING)
+                    except Exception:
+                        log.warning("could not reschedule the ring timeout of call %s", call_id, exc_info=True)
+            if not due:
+                await asyncio.sleep(self.live.poll_interval)
 
     # signalling
     async def relay(self, identity: Identity, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """Forward an offer, answer or ICE candidate to one participant of the same live call."""
-        call, me = self._live_participant(identity, data["callId"])
-        target = call.participant(data["to"])
+        entry = await self.live.get(data["callId"])
+        me = entry.call.participant(identity.user.id) if entry is not None else None
+        if entry is None or me is None:
+            raise NotFound("Call not found or already over")
+        target = entry.call.participant(data["to"])
         if me.status not in IN_CALL:
             raise CallFailed("You are no longer in this call")
         if target is None or target.status not in IN_CALL or target.user_id == me.user_id:
             raise CallFailed("That user is not in this call")
         payload = {key: value for key, value in data.items() if key != "to"}
         await self.notifier.to_users([target.user_id], event, {**payload, "from": me.user_id, "to": target.user_id})
-        return {"callId": call.id, "to": target.user_id}
+        return {"callId": entry.call.id, "to": target.user_id}
 
     async def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        """Stop the ring loop; live calls stay in the registry (another process may time them out)."""
+        self._closed = True
+        loop, self._ring_loop = self._ring_loop, None
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(loop, timeout=5)

@@ -75,6 +75,7 @@ class ChatService:
         hidden = set()
         if viewer_id is not None:
             hidden = set(await self.store.blocked_ids_of(viewer_id, [u for u in user_ids if u != viewer_id]))
+        online = await self.presence.online_among(user_ids) if viewer_id is not None else set()
         last = await self.store.get_messages([chat.last_message_id for chat, _ in pairs if chat.last_message_id])
         out = []
         for chat, own in pairs:
@@ -84,7 +85,9 @@ class ChatService:
                     m,
                     None
                     if viewer_id is None
-                    else self.presence.presence_for(users[m.user_id], viewer_id, m.user_id in hidden),
+                    else self.presence.presence_seen(
+                        users[m.user_id], viewer_id, m.user_id in online, m.user_id in hidden
+                    ),
                 )
                 for m in members[chat.id]
                 if m.user_id in users

@@ -45,5 +45,10 @@ def iso_in(seconds: float) -> str:
     return iso(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
+def id_time(any_id: str) -> str:
+    """When an id was made, in the contract's format (ids begin with their milliseconds)."""
+    return iso(datetime.fromtimestamp(int(any_id[:12], 16) / 1000, UTC))
+
+
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -15,11 +15,11 @@ from typing import Any
 
 from models.auth import Identity
 from models.chats import ChatService
-from models.clock import iso, new_id, now_iso, parse_iso
+from models.clock import id_time, iso, new_id, now_iso, parse_iso
 from models.documents import Message
 from models.errors import ChatNotFound, Forbidden, MessageRejected, ValidationFailed
 from models.notifier import Notifier
-from models.ratelimit import Budgets
+from models.ratelimit import EventBudgets
 from models.store.base import DuplicateKey, Store
 from models.views import MessageView, delivery_status
 from schemas.messages import MessageOut
@@ -52,7 +52,7 @@ def id_floor(after: str) -> tuple[str, str]:
 
 
 class MessageService:
-    def __init__(self, store: Store, chats: ChatService, notifier: Notifier, budgets: Budgets) -> None:
+    def __init__(self, store: Store, chats: ChatService, notifier: Notifier, budgets: EventBudgets) -> None:
         self.store = store
         self.chats = chats
         self.notifier = notifier
@@ -69,7 +69,7 @@ class MessageService:
         self, identity: Identity, data: dict[str, Any], origin: str | None = None
     ) -> tuple[MessageView, bool]:
         """Store and deliver a message; (view, False) for a repeated `clientId`."""
-        self.budgets.charge(identity.user.id, "messages")
+        await self.budgets.charge(identity.user.id, "messages")
         me = identity.user
         chat, _ = await self.chats.membership(data["chatId"], me.id)
         if data.get("clientId"):
@@ -85,9 +85,10 @@ class MessageService:
             replied = await self.store.get_message(data["replyTo"])
             if replied is None or replied.chat_id != chat.id:
                 raise ValidationFailed(details={"replyTo": ["Not a message of this chat."]})
-        now = now_iso()
+        message_id = new_id()
+        now = id_time(message_id)  # the id and `createdAt` tell the same time, so `sync` by either agrees
         message = Message(
-            id=new_id(),
+            id=message_id,
             chat_id=chat.id,
             sender_id=me.id,
             content=data.get("content", ""),
@@ -117,7 +118,7 @@ class MessageService:
     async def edit(
         self, identity: Identity, message_id: str, changes: dict[str, Any], origin: str | None = None
     ) -> MessageView:
-        self.budgets.charge(identity.user.id, "messages")
+        await self.budgets.charge(identity.user.id, "messages")
         message = await self._own_message(identity, message_id)
         if message.sender_id != identity.user.id:
             raise Forbidden("Only the sender may edit a message")
@@ -184,7 +185,7 @@ class MessageService:
     async def sync(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         """What the caller missed since `after`: new messages (oldest first) and later edits and deletes."""
         # budgeted: a client firing syncs it never reads must not make us build answers forever
-        self.budgets.charge(identity.user.id, "reads")
+        await self.budgets.charge(identity.user.id, "reads")
         bound, since = id_floor(data["after"])
         if data.get("chatId"):
             chat, _ = await self.chats.membership(data["chatId"], identity.user.id)
@@ -204,7 +205,7 @@ class MessageService:
         }
 
     async def delivered(self, identity: Identity, message_id: str) -> dict[str, Any]:
-        self.budgets.charge(identity.user.id, "reads")
+        await self.budgets.charge(identity.user.id, "reads")
         message = await self._own_message(identity, message_id)
         at = now_iso()
         status = {
@@ -223,13 +224,13 @@ class MessageService:
     async def mark_read(
         self, identity: Identity, chat_id: str, message_id: str | None, origin: str | None = None
     ) -> dict[str, Any]:
-        self.budgets.charge(identity.user.id, "reads")
+        await self.budgets.charge(identity.user.id, "reads")
         return await self.chats.mark_read(identity, chat_id, message_id, origin)
 
     async def typing(self, identity: Identity, chat_id: str, started: bool) -> dict[str, Any]:
         """Relayed to the other members' sockets (not the typist's own devices), never stored;
         the first thing dropped for slow readers."""
-        self.budgets.charge(identity.user.id, "typing")
+        await self.budgets.charge(identity.user.id, "typing")
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
         payload = {"chatId": chat.id, "userId": identity.user.id, "username": identity.user.username}
         others = [m.user_id for m in await self.store.list_members(chat.id) if m.user_id != identity.user.id]

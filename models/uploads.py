@@ -19,7 +19,7 @@ from models.auth import Identity
 from models.clock import new_id, now_iso
 from models.documents import Upload
 from models.errors import NotFound, PayloadTooLarge, UploadRejected
-from models.ratelimit import Budgets
+from models.ratelimit import EventBudgets
 from models.store.base import Store
 
 _MIME = re.compile(r"^[\w.+-]+/[\w.+-]+$")
@@ -36,7 +36,7 @@ def clean_filename(name: str | None) -> str:
 
 
 class UploadService:
-    def __init__(self, store: Store, root: Path, max_size: int, budgets: Budgets) -> None:
+    def __init__(self, store: Store, root: Path, max_size: int, budgets: EventBudgets) -> None:
         self.store = store
         self.root = root
         self.max_size = max_size
@@ -49,8 +49,8 @@ class UploadService:
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id[:2] / upload_id
 
-    def check_budget(self, identity: Identity) -> None:
-        self.budgets.charge(identity.user.id, "uploads")
+    async def check_budget(self, identity: Identity) -> None:
+        await self.budgets.charge(identity.user.id, "uploads")
 
     async def stream_to_disk(
         self,

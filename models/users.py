@@ -37,11 +37,12 @@ class UserService:
     async def views(self, users: list[User], viewer_id: str) -> list[UserView]:
         """Resolve presence and last seen as `viewer_id` may see them."""
         hidden_from = set(await self.store.blocked_ids_of(viewer_id, [u.id for u in users if u.id != viewer_id]))
+        online = await self.presence.online_among(u.id for u in users)
         out = []
         for user in users:
             hidden = user.id in hidden_from
             concealed = hidden or (user.id != viewer_id and user.presence_setting == "invisible")
-            presence = self.presence.presence_for(user, viewer_id, hidden)
+            presence = self.presence.presence_seen(user, viewer_id, user.id in online, hidden)
             out.append(UserView(user, presence, None if concealed else user.last_seen))
         return out
 
@@ -97,6 +98,6 @@ class UserService:
     async def set_presence(self, identity: Identity, setting: str) -> User:
         """Store the chosen presence (`online|away|busy|invisible`) and tell who may see it."""
         user = await self._update(identity.user.id, {"presence_setting": setting})
-        if self.presence.is_online(user.id):
+        if await self.presence.is_online(user.id):
             await self.presence.announce(user.id, connection_change=False)
         return user

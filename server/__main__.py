@@ -1,7 +1,10 @@
-"""Command line: `python -m server serve | create-admin EMAIL`.
+"""Command line: `python -m server serve [--workers N] | create-admin EMAIL`.
 
 It only parses arguments, loads the configuration and runs; everything else is
-built by `server.app.create_app`.
+built by `server.app.create_app`. `serve --workers N` is a small supervisor: it
+prepares the store once, starts N copies of `serve` as child processes (sharing
+the port through SO_REUSEPORT, or on consecutive ports), and stops them all on
+SIGTERM or SIGINT, or when one of them exits.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ import getpass
 import logging
 import os
 import re
+import signal
+import subprocess
 import sys
+import threading
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -32,11 +39,32 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="server processes to start, sharing the port (SO_REUSEPORT); more than 1 needs redis.url",
+    )
+    serve.add_argument(
+        "--consecutive-ports",
+        action="store_true",
+        help="with --workers: worker i listens on port+i instead (for a load balancer with sticky sessions)",
+    )
+    # set by `--workers` on its children: the parent's pid (they stop if it dies), and port sharing
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     admin = commands.add_parser("create-admin", help="create an administrator, or promote an existing user")
     admin.add_argument("email")
     admin.add_argument("--username", help="defaults to the part of the email before @")
     admin.add_argument("--password", help="defaults to $WHATSCHAT_ADMIN_PASSWORD, else asked for")
     return parser
+
+
+def _worker_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError("must be between 1 and 256")
+    return value
 
 
 def _install_uvloop() -> None:
@@ -56,18 +84,131 @@ class _AccessLogger(web.AbstractAccessLogger):
         )
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, reuse_port: bool = False, parent: int | None = None) -> None:
     from server.app import create_app
 
     _install_uvloop()
     log.info("WhatsChat on %s:%s (store: %s)", config.server.host, config.server.port, config.database.backend)
+    app = create_app(config)
+    if parent is not None:
+        app.cleanup_ctx.append(_orphan_watch(parent))
     web.run_app(
-        create_app(config),
+        app,
         host=config.server.host,
         port=config.server.port,
+        reuse_port=reuse_port or None,
         access_log_class=_AccessLogger,
         print=None,
     )
+
+
+def _orphan_watch(parent: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A worker whose supervisor died (SIGKILL leaves no time to stop the children) stops by itself."""
+
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                if os.getppid() != parent:
+                    break
+            log.warning("the supervising process %d is gone; stopping", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        task = asyncio.ensure_future(watch())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return context
+
+
+async def prepare(config: Config) -> None:
+    """What the workers would otherwise race to do: open the store once (schema, indexes), make the secret."""
+    from models.store import create_store
+    from models.tokens import load_or_create_secret
+
+    try:
+        store = create_store(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    await store.open()
+    await store.close()
+    try:
+        load_or_create_secret(config.auth.jwt_secret, config.data_path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+STOP_GRACE = 20.0  # seconds a worker has to close its sockets after SIGTERM before SIGKILL
+
+
+def serve_workers(config: Config, config_path: str, workers: int, consecutive: bool) -> int:
+    """Start `workers` children of `serve` and supervise them; answers the exit code.
+
+    Children share `server.port` (SO_REUSEPORT: the kernel spreads connections
+    across them) or, with `consecutive`, listen on port, port+1, ... A child that
+    exits stops the others and the supervisor (exit code 1), so a process manager
+    restarts the whole group; SIGTERM or SIGINT stops them all gracefully.
+    """
+    if not config.redis.url:
+        raise ConfigError(
+            "--workers above 1 needs redis.url (WHATSCHAT_REDIS_URL): without Redis, each process would"
+            " reach only its own sockets"
+        )
+    asyncio.run(prepare(config))
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    host, port = config.server.host, config.server.port
+    log.info(
+        "WhatsChat supervisor %d: %d workers on %s:%s%s",
+        os.getpid(),
+        workers,
+        host,
+        f"{port}-{port + workers - 1}" if consecutive else port,
+        "" if consecutive else " (shared port)",
+    )
+    children: list[subprocess.Popen[bytes]] = []
+    code = 0
+    try:
+        for index in range(workers):
+            if stop.is_set():
+                break
+            command = [sys.executable, "-m", "server", "--config", config_path, "serve", "--host", host]
+            command += ["--port", str(port + index if consecutive else port), "--worker-of", str(os.getpid())]
+            if not consecutive:
+                command.append("--reuse-port")
+            children.append(subprocess.Popen(command, stdin=subprocess.DEVNULL))
+        while not stop.wait(0.2):
+            exited = next((child for child in children if child.poll() is not None), None)
+            if exited is not None:
+                log.error("worker %d exited with %s; stopping the others", exited.pid, exited.returncode)
+                code = 1
+                break
+    finally:
+        _stop_children(children)
+    if received:
+        log.info("signal %d: every worker stopped", received[0])
+    return code
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            log.error("worker %d did not stop in %.0f s; killing it", child.pid, STOP_GRACE)
+            child.kill()
+            child.wait()
 
 
 async def create_admin(config: Config, email: str, username: str, password: str) -> str:
@@ -104,7 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(config.logging.level, config.logging.format)
     if args.command == "serve":
         try:
-            serve(config)
+            if args.workers > 1 and args.worker_of is None:
+                sys.exit(serve_workers(config, args.config, args.workers, args.consecutive_ports))
+            serve(config, reuse_port=args.reuse_port, parent=args.worker_of)
         except (ConfigError, StoreError) as exc:  # a wrong setting, or a database that does not answer
             sys.exit(f"error: {exc}")
     elif args.command == "create-admin":

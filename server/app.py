@@ -1,20 +1,26 @@
 """The application factory: one `setup_*` per concern, resources in cleanup contexts.
 
 `create_app(config)` builds exactly the app production runs; importing this
-module starts nothing. Resources open in dependency order (store, then services,
-then Socket.IO) and close in reverse, so a failed start never tears down what
-was never opened, and shutdown closes sockets before the store.
+module starts nothing. Resources open in dependency order (store, then Redis
+when `redis.url` is set, then services, then Socket.IO) and close in reverse, so
+a failed start never tears down what was never opened, and shutdown closes
+sockets before Redis and the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
@@ -28,21 +34,36 @@ from handlers.rest.cors import cors_middleware
 from handlers.rest.middleware import errors, request_ids
 from handlers.sio.base import Services, SocketServer
 from handlers.sio.namespaces import build_namespaces
-from handlers.sio.notifier import SocketNotifier
+from handlers.sio.notifier import REDIS_OPTIONS, RedisManager, SocketNotifier
 from models.auth import AuthService, LoginPolicy
 from models.calls import CallService
 from models.chats import ChatService
+from models.live_calls import MemoryLiveCalls, RedisLiveCalls
 from models.mail import Mailer
 from models.messages import MessageService
 from models.passwords import PasswordHasher
 from models.presence import PresenceService
-from models.ratelimit import Budgets, RateLimiter
+from models.ratelimit import Budgets, RateLimiter, RedisBudgets, RedisRateLimiter
 from models.store import create_store
 from models.tokens import TokenSigner, load_or_create_secret
 from models.uploads import UploadService
 from models.users import UserService
 from server.config import Config, ConfigError
-from server.keys import AUTH, CALLS, CHATS, CONFIG, MESSAGES, PRESENCE, SIO, STARTED_AT, STORE, UPLOADS, USERS
+from server.keys import (
+    AUTH,
+    CALLS,
+    CHATS,
+    CONFIG,
+    MESSAGES,
+    PRESENCE,
+    PROCESS_ID,
+    REDIS,
+    SIO,
+    STARTED_AT,
+    STORE,
+    UPLOADS,
+    USERS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +91,11 @@ class OrjsonCodec:
 
 
 def setup_socketio(app: web.Application, config: Config) -> SocketServer:
+    """The Socket.IO server; with `redis.url`, its emits reach the sockets of every process."""
     cors = config.socketio.cors_origins
+    manager = RedisManager(config.redis.url, channel="whatschat") if config.redis.url else None
     sio = SocketServer(
+        client_manager=manager,
         async_mode="aiohttp",
         json=OrjsonCodec,
         cors_allowed_origins="*" if cors == ["*"] else cors,
@@ -87,6 +111,41 @@ def setup_socketio(app: web.Application, config: Config) -> SocketServer:
     sio.attach(app)
     app[SIO] = sio
     return sio
+
+
+def process_id() -> str:
+    """`<hostname>:<pid>:<random>`: tells apart the processes of one deployment (a pid alone repeats)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """With `redis.url`: the process's Redis client (`app[REDIS]`) and Socket.IO's channel to the others.
+
+    A Redis that does not answer at start-up does not stop the process: it starts
+    degraded (health says so), and everything reconnects once Redis answers.
+    """
+    url = app[CONFIG].redis.url
+    if not url:
+        yield
+        return
+    try:
+        client = aioredis.Redis.from_url(url, **REDIS_OPTIONS)
+    except ValueError as exc:  # a URL redis-py cannot read
+        raise ConfigError(f"invalid configuration: redis.url: {exc}") from None
+    try:
+        await asyncio.wait_for(client.ping(), 2.0)
+    except Exception as exc:
+        log.warning("Redis at redis.url does not answer (%s); starting degraded until it does", exc)
+    app[REDIS] = client
+    manager = app[SIO].manager
+    if isinstance(manager, RedisManager):
+        await manager.start()
+    try:
+        yield
+    finally:
+        if isinstance(manager, RedisManager):
+            await manager.stop()
+        await client.aclose()
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
@@ -112,12 +171,15 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     hasher = PasswordHasher(config.auth.bcrypt_rounds)
     sio = app[SIO]
     notifier = SocketNotifier(sio)
+    # State several processes must share (login limits, budgets, presence, live calls) lives in Redis
+    # when `app.get(REDIS)` is a client, in this process when it is None (no `redis.url`).
+    redis = app.get(REDIS)
     mail = config.mail
     auth = AuthService(
         store=app[STORE],
         signer=TokenSigner(secret, config.auth.access_token_ttl, config.auth.refresh_token_ttl),
         hasher=hasher,
-        limiter=RateLimiter(),
+        limiter=RedisRateLimiter(redis) if redis is not None else RateLimiter(),
         mailer=Mailer(
             mail.sender,
             config.in_data_dir(mail.outbox_dir),
@@ -137,12 +199,16 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
         reset_url=config.mail.reset_url,
     )
     app[AUTH] = auth
-    app[PRESENCE] = PresenceService(app[STORE], notifier, config.presence.grace_period)
+    app[PRESENCE] = PresenceService(app[STORE], notifier, config.presence.grace_period, redis, app[PROCESS_ID])
+    await app[PRESENCE].start()  # no-op without Redis; keeps retrying while Redis is away
     app[USERS] = UserService(app[STORE], auth, app[PRESENCE])
-    budgets = Budgets(config.limits.budgets())
+    rates = config.limits.budgets()
+    budgets = RedisBudgets(redis, rates) if redis is not None else Budgets(rates)
     app[CHATS] = ChatService(app[STORE], app[PRESENCE], notifier)
     app[MESSAGES] = MessageService(app[STORE], app[CHATS], notifier, budgets)
-    app[CALLS] = CallService(app[STORE], app[CHATS], app[PRESENCE], notifier, config.calls.ring_timeout)
+    live = RedisLiveCalls(redis) if redis is not None else MemoryLiveCalls()
+    app[CALLS] = CallService(app[STORE], app[CHATS], app[PRESENCE], notifier, config.calls.ring_timeout, live=live)
+    await app[CALLS].start_background()
     app[UPLOADS] = UploadService(app[STORE], config.in_data_dir(config.uploads.dir), config.uploads.max_size, budgets)
     services = Services(
         auth=auth,
@@ -167,7 +233,7 @@ async def _close_sockets(sio: socketio.AsyncServer) -> None:
     for namespace in list(sio.namespace_handlers):
         for sid, _ in list(sio.manager.get_participants(namespace, None)):
             try:
-                await sio.disconnect(sid, namespace=namespace)
+                await sio.disconnect(sid, namespace=namespace, ignore_queue=True)
             except Exception:  # a socket already gone is fine at shutdown
                 log.debug("disconnect at shutdown failed", exc_info=True)
 
@@ -179,6 +245,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[STARTED_AT] = time.monotonic()
+    app[PROCESS_ID] = process_id()
     setup_socketio(app, config)
     app.router.add_routes(rest_auth.routes)
     app.router.add_routes(rest_users.routes)
@@ -188,5 +255,6 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(rest_docs.routes)
     app.on_startup.append(rest_docs.build_documents)
     app.cleanup_ctx.append(store_context)
+    app.cleanup_ctx.append(redis_context)  # after the store, before the services that use it
     app.cleanup_ctx.append(services_context)
     return app

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     import socketio
+    from redis.asyncio import Redis
 
     from models.auth import AuthService
     from models.calls import CallService
@@ -30,3 +31,7 @@ CHATS: web.AppKey[ChatService] = web.AppKey("chats")
 MESSAGES: web.AppKey[MessageService] = web.AppKey("messages")
 UPLOADS: web.AppKey[UploadService] = web.AppKey("uploads")
 CALLS: web.AppKey[CallService] = web.AppKey("calls")
+# present only when `redis.url` is set: the one client of this process (`app.get(REDIS)` is None without it)
+REDIS: web.AppKey[Redis] = web.AppKey("redis")
+# "<hostname>:<pid>:<random>", unique per server process; health reports it
+PROCESS_ID: web.AppKey[str] = web.AppKey("process_id")

@@ -72,7 +72,7 @@ async def upload(request: web.Request) -> web.Response:
         raise BadRequest("Content-Type must be multipart/form-data")
     if request.content_length is not None and request.content_length > uploads.max_size + 64 * 1024:
         raise PayloadTooLarge(f"Files are limited to {uploads.max_size} bytes", code="FILE_001")
-    uploads.check_budget(identity)
+    await uploads.check_budget(identity)
     purpose, saved = "message", None
     try:
         reader = await request.multipart()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -15,9 +16,10 @@ from models.errors import ServiceUnavailable
 from schemas.events import StatusSet
 from schemas.responses import HealthOut, StatusOption, UserPage
 from schemas.users import AdminUserUpdate, PresenceUpdate, UserListQuery, UserOut
-from server.keys import PRESENCE, SIO, STARTED_AT, STORE, USERS
+from server.keys import PRESENCE, PROCESS_ID, REDIS, SIO, STARTED_AT, STORE, USERS
 
 VERSION = "1.0.0"
+REDIS_PING_TIMEOUT = 1.0  # seconds: a Redis slower than this to PING counts as down
 _user_out = UserOut()
 STATUS_OPTIONS = [
     {"key": "online", "label": "在线", "description": "用户当前在线"},
@@ -88,19 +90,36 @@ async def status_options(request: web.Request) -> web.Response:
 
 @doc(summary="Health of the service", tag="health", data=HealthOut, auth=False)
 async def health(request: web.Request) -> web.Response:
-    """200 when the database answers; 503 (a failure envelope that still carries the report) when not."""
+    """200 when the database answers, `degraded` while a configured Redis does not; 503 without the database.
+
+    The 503 is a failure envelope that still carries the report. Redis is checked
+    (and reported) only when `redis.url` is set; without it a process shares
+    nothing, and the database alone decides. `process` names the answering
+    process, which tells apart the workers behind one port.
+    """
     app = request.app
     services = {"database": "healthy", "websocket": "healthy" if SIO in app else "unavailable"}
     try:
         await app[STORE].ping()
     except Exception:
         services["database"] = "unhealthy"
+    redis = app.get(REDIS)
+    if redis is not None:
+        try:
+            await asyncio.wait_for(redis.ping(), REDIS_PING_TIMEOUT)
+            services["redis"] = "healthy"
+        except Exception:  # down, refusing, or too slow: all the same to a load balancer
+            services["redis"] = "unhealthy"
     healthy = services["database"] == "healthy"
+    status = "healthy" if healthy else "unhealthy"
+    if healthy and services.get("redis") == "unhealthy":
+        status = "degraded"
     data = {
-        "status": "healthy" if healthy else "unhealthy",
+        "status": status,
         "timestamp": now_iso(),
         "uptime": round(time.monotonic() - app[STARTED_AT], 3),
         "version": VERSION,
+        "process": app[PROCESS_ID],
         "services": services,
         "connections": {"onlineUsers": app[PRESENCE].online_users},
     }

@@ -269,7 +269,10 @@ class BaseNamespace(socketio.AsyncNamespace):
             await self.after_sign_off(sid, identity)
 
     async def after_sign_off(self, sid: str, identity: Identity) -> None:
-        await self.services.presence.socket_closed(identity.user.id, sid)
+        try:
+            await self.services.presence.socket_closed(identity.user.id, sid)
+        except Exception:  # shared presence unreachable (Redis away): the disconnect itself must complete
+            log.warning("presence could not count a closed socket of %s", identity.user.id, exc_info=True)
 
     # events
     async def trigger_event(self, event: str, *args: Any) -> Any:
