@@ -174,6 +174,7 @@ async def test_order_follows_activity_even_within_one_millisecond(api, make_user
     frozen = "2030-01-01T00:00:00.000Z"
     monkeypatch.setattr("models.chats.now_iso", lambda: frozen)
     monkeypatch.setattr("models.messages.now_iso", lambda: frozen)
+    monkeypatch.setattr("models.messages.id_time", lambda _: frozen)  # a message's time is its id's
     old = await private(api, a, b)
     new = await private(api, a, c)
     assert await ids(api, a) == [new["id"], old["id"]]
