@@ -6,13 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum setup.cfg | cut -d' ' -f1)
 NODE_STAMP := tests/node/node_modules/.installed
+# the web client's Socket.IO library, copied from the npm package (web/package-lock.json) into web/vendor/
+WEB_BUNDLE := web/vendor/socket.io.esm.min.js
 
-.PHONY: run test fuzz lint format clean venv node
+.PHONY: run test fuzz lint format clean venv node web
 
-run: $(STAMP)
+run: $(STAMP) $(WEB_BUNDLE)
 	$(PY) -m server serve
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # bounded fuzzing of a live server: schemathesis over the OpenAPI document, then the Socket.IO fuzzer
@@ -42,5 +44,15 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# the web client served at / (see web/): npm ci, then copy socket.io-client's browser bundle
+web: $(WEB_BUNDLE)
+
+$(WEB_BUNDLE): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p web/vendor
+	cp web/node_modules/socket.io-client/dist/socket.io.esm.min.js \
+	   web/node_modules/socket.io-client/dist/socket.io.esm.min.js.map web/vendor/
+	touch $@
+
 clean:
-	rm -rf $(VENV) tests/node/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/node/node_modules .pytest_cache .ruff_cache web/node_modules web/vendor

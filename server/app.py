@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from handlers.rest import chats as rest_chats
 from handlers.rest import docs as rest_docs
 from handlers.rest import messages as rest_messages
 from handlers.rest import users as rest_users
+from handlers.rest import web as rest_web
 from handlers.rest.cors import cors_middleware
 from handlers.rest.middleware import errors, request_ids
 from handlers.sio.base import Services, SocketServer
@@ -90,6 +91,23 @@ class OrjsonCodec:
             return json.loads(text)
 
 
+def allowed_origins(listed: list[str]) -> Callable[[str | None, dict[str, Any]], bool]:
+    """The listed origins, and always this server's own (the web client it serves at `/`).
+
+    Browsers send `Origin` on the WebSocket upgrade and on long-polling requests;
+    a list that forgot the server's own address would lock its own page out.
+    """
+    allowed = set(listed)
+
+    def check(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None or origin in allowed:
+            return True
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own
+
+    return check
+
+
 def setup_socketio(app: web.Application, config: Config) -> SocketServer:
     """The Socket.IO server; with `redis.url`, its emits reach the sockets of every process."""
     cors = config.socketio.cors_origins
@@ -98,7 +116,7 @@ def setup_socketio(app: web.Application, config: Config) -> SocketServer:
         client_manager=manager,
         async_mode="aiohttp",
         json=OrjsonCodec,
-        cors_allowed_origins="*" if cors == ["*"] else cors,
+        cors_allowed_origins="*" if cors == ["*"] else allowed_origins(cors),
         ping_interval=config.socketio.ping_interval,
         ping_timeout=config.socketio.ping_timeout,
         max_http_buffer_size=config.socketio.max_payload,
@@ -253,6 +271,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(rest_messages.routes)
     app.router.add_routes(rest_calls.routes)
     app.router.add_routes(rest_docs.routes)
+    app.router.add_routes(rest_web.routes)
     app.on_startup.append(rest_docs.build_documents)
     app.cleanup_ctx.append(store_context)
     app.cleanup_ctx.append(redis_context)  # after the store, before the services that use it

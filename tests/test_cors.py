@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.app import allowed_origins
 from tests.conftest import start_server
 
 
@@ -32,3 +33,12 @@ async def test_only_listed_origins_are_allowed(strict_server, api):
         assert response.headers["Vary"] == "Origin"
     async with api.session.get(url, headers={"Origin": "http://evil.example"}) as response:
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_socketio_origins_always_include_the_servers_own_page():
+    check = allowed_origins(["http://ok.example"])
+    own = {"wsgi.url_scheme": "http", "HTTP_HOST": "chat.example:3001"}
+    assert check("http://ok.example", own)
+    assert check("http://chat.example:3001", own)  # the web client served at /
+    assert check(None, own)  # non-browser clients send no Origin
+    assert not check("http://evil.example", own)

@@ -259,3 +259,12 @@ async def test_default_limit_is_10_mb_and_beats_the_json_body_limit(api, server,
     assert body["data"]["size"] == len(big)
     status, content, _ = await fetch(api.session, server.url + body["data"]["url"])
     assert status == 200 and content == big
+
+
+def test_download_names_stay_ascii_in_headers_with_the_exact_name_alongside():
+    from handlers.rest.messages import content_disposition
+
+    header = content_disposition("attachment", 'récit "final".pdf')
+    assert header.isascii()
+    assert 'filename="r_cit _final_.pdf"' in header
+    assert "filename*=UTF-8''r%C3%A9cit%20%22final%22.pdf" in header

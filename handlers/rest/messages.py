@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -100,6 +101,12 @@ async def upload(request: web.Request) -> web.Response:
     return envelope(_upload_out.dump(saved), "File uploaded", status=201)
 
 
+def content_disposition(disposition: str, filename: str) -> str:
+    """An ASCII fallback name and the exact UTF-8 name (RFC 6266), so headers stay ASCII."""
+    fallback = filename.encode("ascii", "replace").decode("ascii").replace("?", "_").replace('"', "_")
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 @doc(summary="An uploaded file", tag="uploads", shape="file", auth=False)
 async def download(request: web.Request) -> web.StreamResponse:
     uploaded, path = await request.app[UPLOADS].get(request.match_info["id"])
@@ -109,7 +116,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         path,
         headers={
             "Content-Type": uploaded.mime_type if inline else "application/octet-stream",
-            "Content-Disposition": f'{disposition}; filename="{uploaded.filename}"',
+            "Content-Disposition": content_disposition(disposition, uploaded.filename),
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private, max-age=31536000, immutable",
         },
