@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ import pytest
 import socketio
 
 from tests.conftest import Account, Api, register
+from tests.redis_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "crash-durability-test-secret-0123456789abcdef"
@@ -36,12 +36,6 @@ SOCKETS_PER_USER = 2
 IN_FLIGHT = 4  # concurrent send loops per socket
 KILL_AFTER = 1500  # acks in total before the SIGKILL
 MAX_ATTEMPTS = 20000  # hard cap on sends, whatever happens
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -11,9 +11,6 @@ condition, bounded, never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +29,7 @@ from models.errors import CallFailed, NotFound, ParticipantsOffline
 from models.live_calls import LiveCalls, MemoryLiveCalls, RedisLiveCalls
 from models.notifier import Notifier
 from models.store.sqlite import SqliteStore
-from tests.conftest import require_tool
+from tests.redis_support import RedisServer
 
 RING = 0.3
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank")
@@ -41,44 +38,10 @@ NAMES = ("alice", "bob", "carol", "dave", "erin", "frank")
 # a real redis-server for the module ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _pong(port: int) -> bool:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    binary = require_tool("redis-server")
-    folder = tmp_path_factory.mktemp("redis")
-    for _ in range(3):  # the free port may be taken between probing and binding: try another
-        port = _free_port()
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process = subprocess.Popen([*args, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline and not _pong(port):
-            time.sleep(0.02)
-        if process.poll() is None and _pong(port):
-            break
-        process.kill()
-        process.wait(timeout=10)
-    else:
-        pytest.fail("redis-server did not start")
-    try:
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with RedisServer(log=tmp_path_factory.mktemp("redis") / "redis.log") as server:
+        yield server.port
 
 
 # the world: one store, a recording notifier, call services on a shared registry ------------------------------------

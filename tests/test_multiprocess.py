@@ -19,14 +19,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +48,12 @@ from tests.conftest import (
     require_tool,
     start_server,
 )
+from tests.redis_support import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "multiprocess-test-secret-0123456789abcdef0123"
 MESSAGES_EACH_WAY = 25
 EVENTS = (*MESSAGE_EVENTS, *CALL_EVENTS)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait(predicate: Callable[[], bool], seconds: float, what: str, log: Callable[[], str] = lambda: "") -> None:
@@ -69,46 +63,6 @@ def _wait(predicate: Callable[[], bool], seconds: float, what: str, log: Callabl
             return
         time.sleep(0.05)
     pytest.fail(f"{what} within {seconds} s\n{log()}")
-
-
-@dataclass
-class RedisServer:
-    """A private `redis-server`: no persistence, loopback only; stopped and restarted on the same port."""
-
-    binary: str
-    log: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        _wait(self.pong, 10, "redis-server did not answer PING", self.tail)
-
-    def pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def tail(self) -> str:
-        return _tail(self.log)
 
 
 def _tail(path: Path) -> str:
@@ -203,15 +157,15 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    binary = require_tool("redis-server")
     folder = tmp_path_factory.mktemp("multiprocess")
-    redis = RedisServer(binary, folder / "redis.log")
-    nodes = [
-        Node(name, server_env(folder / "data", redis.url, free_port()), folder / f"server-{name}.log")
-        for name in ("A", "B")
-    ]
+    redis = RedisServer(log=folder / "redis.log")
+    nodes: list[Node] = []
     try:
-        redis.start()
+        redis.start()  # before its URL is handed out: a taken port can still be swapped for another
+        nodes = [
+            Node(name, server_env(folder / "data", redis.url, free_port()), folder / f"server-{name}.log")
+            for name in ("A", "B")
+        ]
         for node in nodes:  # one after the other: the first creates the database
             node.start()
         yield Cluster(redis, *nodes)

@@ -6,7 +6,6 @@ import asyncio
 import email
 import hashlib
 import re
-import socket
 from email.message import Message
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from server.keys import STORE
+from tests.redis_support import free_port
 from tests.rest_support import assert_error, running
 
 TOKEN = re.compile(r"reset token: (\S+)")
@@ -128,16 +128,10 @@ class _Inbox:
         return "250 Message accepted"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def smtp():
     inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     await asyncio.to_thread(controller.start)
     yield controller.port, inbox
     await asyncio.to_thread(controller.stop)
@@ -170,7 +164,7 @@ async def test_reset_mail_goes_over_smtp_when_configured(config, smtp):
 
 
 async def test_forgot_password_still_answers_200_when_smtp_is_down(config):
-    mail_config = {"smtp_host": "127.0.0.1", "smtp_port": _free_port()}  # nothing listens there
+    mail_config = {"smtp_host": "127.0.0.1", "smtp_port": free_port()}  # nothing listens there
     async with running(config.replace(mail=mail_config)) as (_, api):
         status, _ = await api.post(
             "/auth/register", json={"username": "no_smtp", "email": "no_smtp@example.com", "password": "Passw0rd"}

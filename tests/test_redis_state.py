@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,7 @@ from models.errors import RateLimited
 from models.notifier import Notifier
 from models.presence import PresenceService
 from models.ratelimit import Budgets, EventBudgets, Limiter, RateLimiter, RedisBudgets, RedisRateLimiter
-from tests.conftest import require_tool
+from tests.redis_support import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 GRACE = 0.2  # seconds: a tiny grace period, so going offline is quick
@@ -41,48 +38,11 @@ RATES = {"messages": (0.001, 3.0), "typing": (20.0, 1.0)}  # messages barely ref
 # a real redis-server for the module --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pong(port: int) -> bool:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[str]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server (no persistence) on a free loopback port: its URL."""
-    binary = require_tool("redis-server")
-    for _ in range(3):  # the free port may be taken between choosing and binding it
-        port = _free_port()
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline and not _pong(port):
-            time.sleep(0.05)
-        if proc.poll() is None and _pong(port):
-            break
-        proc.kill()
-        proc.wait()
-    else:
-        pytest.fail("redis-server did not start")
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with RedisServer(log=tmp_path_factory.mktemp("redis") / "redis.log") as server:
+        yield server.url
 
 
 # the two backends ------------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from tests.fuzz.sockets import fuzz_sockets
+from tests.redis_support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = ",".join(
@@ -41,12 +41,6 @@ CHECKS = ",".join(
         "allow_header_conformance",
     )
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(data_dir: str, port: int) -> subprocess.Popen[bytes]:
