@@ -14,12 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from handlers.rest import web as rest_web
-from server.app import create_app
 from server.config import Config
-from tests.conftest import Server, check_emits_against_asyncapi, require_tool
+from tests.conftest import Server, require_tool, start_server
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -50,24 +48,6 @@ def playwright_api() -> Any:
     return api
 
 
-def has_web_client(app: web.Application) -> bool:
-    return any(getattr(route.handler, "__module__", None) == rest_web.__name__ for route in app.router.routes())
-
-
-async def start_web_server(config: Config) -> Server:
-    """`start_server` from tests/conftest.py, with the web client's routes (added here until the app has them)."""
-    app = create_app(config)
-    if not has_web_client(app):
-        app.router.add_routes(rest_web.routes)
-    check_emits_against_asyncapi(app)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return Server(app, f"http://127.0.0.1:{port}", runner)
-
-
 @pytest.fixture
 def web_config(config: Config) -> Config:
     """Short timings so the scenario is quick: presence grace, heartbeats, and a 15-s access token
@@ -83,7 +63,7 @@ def web_config(config: Config) -> Config:
 async def web_server(web_config: Config) -> AsyncIterator[Server]:
     if not rest_web.BUNDLE.is_file():
         pytest.fail(f"{rest_web.BUNDLE} is missing: run `make web` (npm ci in web/ and copy the bundle)")
-    srv = await start_web_server(web_config)
+    srv = await start_server(web_config)
     yield srv
     await srv.runner.cleanup()
 
