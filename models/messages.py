@@ -68,28 +68,20 @@ class MessageService:
     async def send(
         self, identity: Identity, data: dict[str, Any], origin: str | None = None
     ) -> tuple[MessageView, bool]:
-        """Store and deliver a message; (view, False) for a repeated `clientId`."""
+        """Store and deliver a message; (view, False) for a repeated `clientId`.
+
+        The common case is one trip to the store: the membership and block checks
+        travel with the insert. Only a refused insert (or a reply, whose target must
+        be checked) takes the slow path, which finds the precise reason.
+        """
         await self.budgets.charge(identity.user.id, "messages")
         me = identity.user
-        chat, _ = await self.chats.membership(data["chatId"], me.id)
-        if data.get("clientId"):
-            existing = await self.store.get_message_by_client_id(me.id, data["clientId"])
-            if existing is not None:
-                return await self._view(existing), False
-        if chat.type == "private":
-            members = await self.store.list_members(chat.id)
-            other = next((m.user_id for m in members if m.user_id != me.id), None)
-            if other is not None and await self.store.is_blocked(other, me.id):
-                raise Forbidden("This user does not accept messages from you")
-        if data.get("replyTo"):
-            replied = await self.store.get_message(data["replyTo"])
-            if replied is None or replied.chat_id != chat.id:
-                raise ValidationFailed(details={"replyTo": ["Not a message of this chat."]})
+        chat_id = data["chatId"]
         message_id = new_id()
         now = id_time(message_id)  # the id and `createdAt` tell the same time, so `sync` by either agrees
         message = Message(
             id=message_id,
-            chat_id=chat.id,
+            chat_id=chat_id,
             sender_id=me.id,
             content=data.get("content", ""),
             type=data.get("type", "text"),
@@ -100,15 +92,40 @@ class MessageService:
             client_id=data.get("clientId"),
         )
         try:
-            await self.store.insert_message(message)
-        except DuplicateKey:  # the same clientId raced in on another socket
-            existing = await self.store.get_message_by_client_id(me.id, data["clientId"])
+            if message.reply_to:
+                await self._check_sender(me.id, chat_id, message.client_id)
+                replied = await self.store.get_message(message.reply_to)
+                if replied is None or replied.chat_id != chat_id:
+                    raise ValidationFailed(details={"replyTo": ["Not a message of this chat."]})
+            if not await self.store.insert_message_if_allowed(message):
+                await self._check_sender(me.id, chat_id, data.get("clientId"))
+                # allowed after all: a membership or block changed in between; the insert decides
+                if not await self.store.insert_message_if_allowed(message):
+                    raise ChatNotFound()
+        except DuplicateKey:  # a repeated clientId, or the same one raced in on another socket
+            existing = await self.store.get_message_by_client_id(me.id, data.get("clientId") or "")
             if existing is None:
                 raise
             return await self._view(existing), False
         view = MessageView(message, me, "sent")
-        await self.notifier.to_chat(chat.id, "new_message", dump(view), origin)
+        await self.notifier.to_chat(chat_id, "new_message", dump(view), origin)
         return view, True
+
+    async def _check_sender(self, user_id: str, chat_id: str, client_id: str | None) -> None:
+        """Why a send is refused, in the order the contract gives.
+
+        Not a member: `MSG_002`. A repeated `clientId` answers the stored message
+        even where a block would refuse a new one. Blocked by the other member of a
+        private chat: `FORBIDDEN`.
+        """
+        chat, _ = await self.chats.membership(chat_id, user_id)
+        if client_id and await self.store.get_message_by_client_id(user_id, client_id) is not None:
+            raise DuplicateKey("client_id")
+        if chat.type == "private":
+            members = await self.store.list_members(chat.id)
+            other = next((m.user_id for m in members if m.user_id != user_id), None)
+            if other is not None and await self.store.is_blocked(other, user_id):
+                raise Forbidden("This user does not accept messages from you")
 
     async def _view(self, message: Message) -> MessageView:
         sender = await self.store.get_user(message.sender_id)

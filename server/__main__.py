@@ -1,4 +1,4 @@
-"""Command line: `python -m server serve [--workers N] | create-admin EMAIL`.
+"""Command line: `python -m server serve [--workers N] | create-admin EMAIL | loadtest --url URL`.
 
 It only parses arguments, loads the configuration and runs; everything else is
 built by `server.app.create_app`. `serve --workers N` is a small supervisor: it
@@ -25,6 +25,8 @@ from aiohttp import web
 
 from models.store.base import StoreError
 from server.config import Config, ConfigError, load_config
+from server.loadtest.cli import add_arguments as add_loadtest_arguments
+from server.loadtest.cli import main as loadtest_main
 from server.logs import redact, setup_logging
 
 log = logging.getLogger("server")
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("email")
     admin.add_argument("--username", help="defaults to the part of the email before @")
     admin.add_argument("--password", help="defaults to $WHATSCHAT_ADMIN_PASSWORD, else asked for")
+    loadtest = commands.add_parser("loadtest", help="load a running server with many sockets and report its speed")
+    add_loadtest_arguments(loadtest)
     return parser
 
 
@@ -236,6 +240,9 @@ async def create_admin(config: Config, email: str, username: str, password: str)
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "loadtest":  # a client of any server: no settings of this one apply
+        _install_uvloop()
+        sys.exit(loadtest_main(args))
     try:
         config = load_config(args.config)
         if args.command == "serve" and (args.host or args.port):

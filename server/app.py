@@ -34,6 +34,7 @@ from handlers.rest import web as rest_web
 from handlers.rest.cors import cors_middleware
 from handlers.rest.middleware import errors, request_ids
 from handlers.sio.base import Services, SocketServer
+from handlers.sio.fanout import DirectFanoutManager
 from handlers.sio.namespaces import build_namespaces
 from handlers.sio.notifier import REDIS_OPTIONS, RedisManager, SocketNotifier
 from models.auth import AuthService, LoginPolicy
@@ -111,7 +112,7 @@ def allowed_origins(listed: list[str]) -> Callable[[str | None, dict[str, Any]],
 def setup_socketio(app: web.Application, config: Config) -> SocketServer:
     """The Socket.IO server; with `redis.url`, its emits reach the sockets of every process."""
     cors = config.socketio.cors_origins
-    manager = RedisManager(config.redis.url, channel="whatschat") if config.redis.url else None
+    manager = RedisManager(config.redis.url, channel="whatschat") if config.redis.url else DirectFanoutManager()
     sio = SocketServer(
         client_manager=manager,
         async_mode="aiohttp",

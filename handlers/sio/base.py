@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,20 +73,43 @@ class SocketServer(socketio.AsyncServer):
         self.cut_off = 0  # clients disconnected for falling behind, for health and tests
         self._cutting: set[str] = set()
 
-    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+    def _admit(self, eio_sid: str, eio_pkt: Any) -> bool:
+        """Whether a packet may join the client's queue; cuts the client off when it is full."""
         if eio_sid in self._cutting:  # being cut off: nothing more piles up behind the cleared queue
-            return
+            return False
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None:
             backlog = socket.queue.qsize()
             if backlog >= self.max_queue:
                 self._cut_off(eio_sid, socket)
-                return
+                return False
             if backlog >= self.ephemeral_queue and isinstance(eio_pkt.data, str):
                 head = eio_pkt.data[:40]
                 if any(marker in head for marker in EPHEMERAL_EVENTS):
-                    return
-        await super()._send_eio_packet(eio_sid, eio_pkt)
+                    return False
+        return True
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        if self._admit(eio_sid, eio_pkt):
+            await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    def deliver_nowait(self, eio_sid: str, eio_pkt: Any) -> bool:
+        """Queue a packet for a live, healthy client at once: no task, no await.
+
+        This is what `AsyncSocket.send` does for such a client (its queue has no
+        bound, so `put` never waits). False when the client needs Engine.IO's own
+        path (it missed its pings and must be closed): the caller then awaits
+        `_send_eio_packet`.
+        """
+        if not self._admit(eio_sid, eio_pkt):
+            return True
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed:
+            return True  # gone: there is nobody to tell
+        if socket.last_ping and time.time() - socket.last_ping > self.eio.ping_timeout:
+            return False
+        socket.queue.put_nowait(eio_pkt)
+        return True
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         """Acks (and connect/disconnect packets) bypass `_send_eio_packet`: bound them the same way."""
@@ -190,6 +214,8 @@ class BaseNamespace(socketio.AsyncNamespace):
         super().__init__(namespace)
         self.services = services
         self._deadlines: set[asyncio.Task[None]] = set()  # task references, so none is collected early
+        # one schema instance per event: building a marshmallow schema deep-copies its fields
+        self._loaders = {event: schema() for event, schema in self.event_schemas.items()}
 
     # connection lifecycle
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
@@ -314,6 +340,6 @@ class BaseNamespace(socketio.AsyncNamespace):
         handler = getattr(self, f"on_{event}", None)
         if handler is None or event in ("connect", "disconnect"):
             raise ValidationFailed(f"Unknown event '{event}'")
-        schema = self.event_schemas.get(event)
-        data = load(schema(), payload) if schema else (payload if isinstance(payload, dict) else {})
+        loader = self._loaders.get(event)
+        data = load(loader, payload) if loader else (payload if isinstance(payload, dict) else {})
         return await handler(sid, identity, data)

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from handlers.sio.base import chat_room, login_room, user_room
+from handlers.sio.fanout import DirectFanoutManager
 from handlers.sio.namespaces import EVENT_NAMESPACES, NAMESPACES, ROOT
 from models.notifier import Notifier
 
@@ -45,7 +46,7 @@ REDIS_OPTIONS: dict[str, Any] = {
 Instruction = dict[str, Any]
 
 
-class RedisManager(socketio.AsyncRedisManager):
+class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
     """python-socketio's `AsyncRedisManager`, with its two Redis calls made to survive outages.
 
     - Publishing never raises into a handler and never makes it wait: messages

@@ -170,6 +170,25 @@ class Store(ABC):
         `DuplicateKey("client_id")` when the sender already used that client id.
         """
 
+    async def insert_message_if_allowed(self, message: Message) -> bool:
+        """`insert_message` if the sender may post in the chat, else False with nothing written.
+
+        Allowed means: a member of the chat and, in a private chat, not blocked by the
+        other member. This is the send path's one trip to the store; a backend that can
+        check and insert in one statement overrides it (SQLite does).
+        """
+        if await self.get_member(message.chat_id, message.sender_id) is None:
+            return False
+        chat = await self.get_chat(message.chat_id)
+        if chat is None:
+            return False
+        if chat.type == "private":
+            for member in await self.list_members(chat.id):
+                if member.user_id != message.sender_id and await self.is_blocked(member.user_id, message.sender_id):
+                    return False
+        await self.insert_message(message)
+        return True
+
     @abstractmethod
     async def get_message(self, message_id: str) -> Message | None: ...
 

@@ -88,20 +88,20 @@ class SqliteBase(Store):
             raise StoreError(str(exc)) from exc
 
     # helpers
+    # Each helper is one trip to aiosqlite's thread (a cursor's execute, fetch and close
+    # would be three): under load every trip waits for the GIL, so trips are the cost.
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        rows = await self.db.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement in its own transaction; return the rows it changed."""
+        """Run one INSERT, UPDATE or DELETE in its own transaction; return the rows it changed."""
         async with self._write_lock:
             try:
-                async with self.db.execute(sql, tuple(params)) as cur:
-                    return cur.rowcount
+                return len(await self.db.execute_fetchall(sql + " RETURNING 1", tuple(params)))
             except sqlite3.IntegrityError as exc:
                 raise duplicate_key(exc) from exc
 

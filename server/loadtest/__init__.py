@@ -1,0 +1,1 @@
+"""The load-test tool shipped with the server: `python -m server loadtest --help`."""

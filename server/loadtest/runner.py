@@ -1,0 +1,344 @@
+"""One load-test run: connect every user's socket, send for a while, count what came back.
+
+Sending is either closed-loop (each socket sends, waits for the ack, sends
+again) or paced at a fixed aggregate rate spread round-robin over the sockets.
+Only sends started inside the measured window (after the warm-up) count. Every
+message carries a unique `clientId`, so each `new_message` is matched to its send
+for the end-to-end latency, and deliveries are checked per message: each acked
+message must reach every other member's socket exactly once. Every loop is
+bounded by time (and sends by `max_messages`), so a run ends even when the
+server stops answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from server.loadtest.client import LeanSocket, SocketClosed
+from server.loadtest.population import Population, populate
+from server.loadtest.stats import Summary
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    url: str
+    users: int = 200
+    group_size: int = 2
+    duration: float = 20.0
+    warmup: float = 3.0
+    rate: float | None = None  # aggregate sends per second; None: closed loop
+    idle: bool = False  # connect and hold the sockets for `duration`, sending nothing
+    deflate: bool = False  # offer permessage-deflate, as browsers do
+    namespace: str = "/messages"
+    content_size: int = 64
+    ack_timeout: float = 10.0
+    drain: float = 5.0  # how long to wait for deliveries after the last send
+    connect_concurrency: int = 100
+    max_outstanding: int = 100  # per socket when paced: sends beyond it are skipped and counted
+    max_messages: int = 5_000_000
+    server_pid: int | None = None  # on the same machine: report the server's memory per connection
+    progress: bool = True
+
+
+@dataclass(slots=True)
+class _Sent:
+    at: float
+    chat: int
+    recorded: bool
+    acked: bool = False
+    delivered: int = 0
+
+
+@dataclass
+class Result:
+    """What a run measured; `as_dict` is the JSON line."""
+
+    options: Options
+    tag: str = ""
+    connected: int = 0
+    connect: Summary = Summary(0, 0, 0, 0, 0)
+    window: float = 0.0
+    sent: int = 0
+    acked: int = 0
+    sent_all: int = 0  # warm-up included: what the server should have stored
+    acked_all: int = 0
+    delivered: int = 0
+    expected: int = 0
+    ack: Summary = Summary(0, 0, 0, 0, 0)
+    end_to_end: Summary = Summary(0, 0, 0, 0, 0)
+    errors: Counter[str] = field(default_factory=Counter)
+    memory: dict[str, float] = field(default_factory=dict)
+
+    def per_second(self, count: int) -> float:
+        return round(count / self.window, 1) if self.window else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "mode": "idle" if o.idle else ("rate" if o.rate else "closed-loop"),
+            "url": o.url,
+            "tag": self.tag,
+            "users": o.users,
+            "groupSize": o.group_size,
+            "rate": o.rate,
+            "deflate": o.deflate,
+            "duration": round(self.window, 3),
+            "connected": self.connected,
+            "connectMs": self.connect.as_dict(),
+            "sent": self.sent,
+            "acked": self.acked,
+            "sentIncludingWarmup": self.sent_all,
+            "ackedIncludingWarmup": self.acked_all,
+            "delivered": self.delivered,
+            "expectedDeliveries": self.expected,
+            "sentPerSecond": self.per_second(self.sent),
+            "ackedPerSecond": self.per_second(self.acked),
+            "deliveredPerSecond": self.per_second(self.delivered),
+            "ackMs": self.ack.as_dict(),
+            "endToEndMs": self.end_to_end.as_dict(),
+            "errors": dict(sorted(self.errors.items())),
+            "serverMemory": self.memory,
+        }
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process on this machine, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+class LoadTest:
+    def __init__(self, options: Options) -> None:
+        self.o = options
+        self.result = Result(options)
+        self.sockets: list[LeanSocket] = []
+        self.population: Population | None = None
+        self._sent: dict[str, _Sent] = {}
+        self._seen: list[set[str]] = []
+        self._e2e: list[float] = []
+        self._ack: list[float] = []
+        self._outstanding: list[int] = []
+        self._issued = 0
+        self._start = self._stop = 0.0
+        self._phase = "setting up"
+        self._content = "x" * max(1, options.content_size)
+
+    async def run(self) -> Result:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            self.population = await populate(session, self.o.url, self.o.users, self.o.group_size)
+            self.result.tag = self.population.tag
+            reporter = asyncio.create_task(self._report_progress()) if self.o.progress else None
+            try:
+                before = rss_kib(self.o.server_pid) if self.o.server_pid else None
+                await self._connect_all(session)
+                if self.o.idle:
+                    await self._hold(before)
+                else:
+                    await self._send_all()
+            finally:
+                self._phase = "closing"
+                if reporter is not None:
+                    reporter.cancel()
+                for sock in self.sockets:
+                    if sock.closed_by_server:
+                        self.result.errors["disconnects"] += 1
+                await asyncio.gather(*(sock.close() for sock in self.sockets), return_exceptions=True)
+        return self.result
+
+    # connecting
+    async def _connect_all(self, session: aiohttp.ClientSession) -> None:
+        assert self.population is not None
+        self._phase = "connecting"
+        gate = asyncio.Semaphore(self.o.connect_concurrency)
+        times: list[float] = []
+        self._seen = [set() for _ in self.population.users]
+        self._outstanding = [0] * len(self.population.users)
+
+        async def connect(index: int, token: str) -> LeanSocket:
+            sock = LeanSocket(self._receiver(index), self.o.namespace)
+            async with gate:
+                began = time.monotonic()
+                try:
+                    async with asyncio.timeout(30.0):
+                        await sock.connect(session, self.o.url, token, deflate=self.o.deflate)
+                except (SocketClosed, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    self.result.errors[f"connect failed: {type(exc).__name__}"] += 1
+                    return sock
+                times.append(time.monotonic() - began)
+            return sock
+
+        self.sockets = list(await asyncio.gather(*(connect(m.index, m.token) for m in self.population.users)))
+        self.result.connected = sum(sock.connected for sock in self.sockets)
+        self.result.connect = Summary.of(times)
+
+    async def _hold(self, rss_before: int | None) -> None:
+        self._phase = "holding"
+        await asyncio.sleep(min(2.0, self.o.duration))  # let the server settle before reading its memory
+        if self.o.server_pid and rss_before is not None and self.result.connected:
+            after = rss_kib(self.o.server_pid)
+            self.result.memory = {
+                "rssBeforeKiB": rss_before,
+                "rssAfterKiB": after,
+                "perConnectionKiB": round((after - rss_before) / self.result.connected, 2),
+            }
+        self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self.o.duration - 2.0))
+        self._stop = time.monotonic()
+        self.result.window = self._stop - self._start + min(2.0, self.o.duration)
+        still = sum(sock.connected for sock in self.sockets)
+        if still < self.result.connected:
+            self.result.errors["disconnects while idle"] += self.result.connected - still
+
+    # receiving
+    def _receiver(self, index: int) -> Any:
+        assert self.population is not None
+        my_chat = self.population.users[index].chat
+        seen = self._seen[index]
+        sent = self._sent
+        result = self.result
+        latencies = self._e2e
+
+        def on_event(event: str, payload: Any, at: float) -> None:
+            if event != "new_message":
+                return
+            client_id = payload.get("clientId") if isinstance(payload, dict) else None
+            record = sent.get(client_id) if isinstance(client_id, str) else None
+            if record is None:
+                result.errors["unknown deliveries"] += 1
+                return
+            if record.chat != my_chat:
+                result.errors["deliveries to a non-member"] += 1
+                return
+            if client_id in seen:
+                result.errors["duplicate deliveries"] += 1
+                return
+            seen.add(client_id)
+            record.delivered += 1
+            if record.recorded:
+                result.delivered += 1
+                latencies.append(at - record.at)
+
+        return on_event
+
+    # sending
+    async def _send_all(self) -> None:
+        now = time.monotonic()
+        self._start = now + self.o.warmup
+        self._stop = self._start + self.o.duration
+        self._phase = "sending"
+        if self.o.rate:
+            await self._paced(self.o.rate)
+        else:
+            await asyncio.gather(*(self._closed_loop(i) for i in range(len(self.sockets))))
+        await self._drain()
+        result = self.result
+        result.window = self.o.duration
+        result.ack = Summary.of(self._ack)
+        result.end_to_end = Summary.of(self._e2e)
+        acked = [r for r in self._sent.values() if r.recorded and r.acked]
+        result.expected = len(acked) * (self.o.group_size - 1)
+        missing = sum(max(0, self.o.group_size - 1 - r.delivered) for r in acked)
+        if missing:
+            result.errors["missing deliveries"] += missing
+
+    async def _send_one(self, index: int) -> None:
+        assert self.population is not None
+        member = self.population.users[index]
+        self._issued += 1
+        client_id = f"{self.population.tag}-{index}-{self._issued}"
+        began = time.monotonic()
+        recorded = self._start <= began < self._stop
+        record = _Sent(began, member.chat, recorded)
+        self._sent[client_id] = record
+        self.result.sent_all += 1
+        if recorded:
+            self.result.sent += 1
+        body = {"chatId": self.population.chat_ids[member.chat], "content": self._content, "clientId": client_id}
+        self._outstanding[index] += 1
+        try:
+            async with asyncio.timeout(self.o.ack_timeout):
+                answer = await self.sockets[index].emit("send_message", body)
+        except TimeoutError:
+            self.result.errors["late acks"] += 1
+            return
+        except SocketClosed:
+            self.result.errors["acks lost to a closed socket"] += 1
+            return
+        finally:
+            self._outstanding[index] -= 1
+        if isinstance(answer, dict) and answer.get("success"):
+            record.acked = True
+            self.result.acked_all += 1
+            if recorded:
+                self.result.acked += 1
+                self._ack.append(time.monotonic() - began)
+        else:
+            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+            self.result.errors[f"failed acks: {code}"] += 1
+
+    async def _closed_loop(self, index: int) -> None:
+        sock = self.sockets[index]
+        while time.monotonic() < self._stop and sock.connected and self._issued < self.o.max_messages:
+            await self._send_one(index)
+
+    async def _paced(self, rate: float) -> None:
+        began = time.monotonic()
+        issued = 0
+        turn = 0
+        count = len(self.sockets)
+        tasks: set[asyncio.Task[None]] = set()
+        while (now := time.monotonic()) < self._stop and self._issued < self.o.max_messages:
+            for _ in range(int((now - began) * rate) - issued):
+                issued += 1
+                turn = (turn + 1) % count
+                if not self.sockets[turn].connected:
+                    self.result.errors["sends skipped: socket closed"] += 1
+                elif self._outstanding[turn] >= self.o.max_outstanding:
+                    self.result.errors["sends skipped: too many awaiting acks"] += 1
+                else:
+                    task = asyncio.create_task(self._send_one(turn))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            await asyncio.sleep(0.002)
+        if tasks:  # each is bounded by the ack timeout
+            await asyncio.gather(*tasks)
+
+    async def _drain(self) -> None:
+        """Wait (bounded) until every acked message reached all its recipients."""
+        self._phase = "draining"
+        wanted = self.o.group_size - 1
+        deadline = time.monotonic() + self.o.drain
+        while time.monotonic() < deadline:
+            if all(r.delivered >= wanted for r in self._sent.values() if r.acked):
+                return
+            await asyncio.sleep(0.05)
+
+    async def _report_progress(self) -> None:
+        last = 0
+        began = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            r = self.result
+            now = time.monotonic()
+            phase = self._phase
+            if phase == "sending":
+                phase = "warming up" if now < self._start else "measuring"
+            print(
+                f"[{now - began:6.1f}s] {phase}: connected {sum(s.connected for s in self.sockets)}"
+                f", sent {r.sent}, acked {r.acked}, delivered {r.delivered} (+{r.delivered - last}/s)"
+                f", errors {sum(r.errors.values())}",
+                file=sys.stderr,
+                flush=True,
+            )
+            last = r.delivered
