@@ -9,7 +9,7 @@ NODE_STAMP := tests/node/node_modules/.installed
 # the web client's Socket.IO library, copied from the npm package (web/package-lock.json) into web/vendor/
 WEB_BUNDLE := web/vendor/socket.io.esm.min.js
 
-.PHONY: run test fuzz lint format clean venv node web
+.PHONY: run test fuzz bench lint format clean venv node web
 
 run: $(STAMP) $(WEB_BUNDLE)
 	$(PY) -m server serve
@@ -20,6 +20,11 @@ test: $(STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
 # bounded fuzzing of a live server: schemathesis over the OpenAPI document, then the Socket.IO fuzzer
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
+
+# WhatsChat and a bare python-socketio server under the same load (server on CPU 0, load on CPU 1);
+# prints the table and writes docs/performance.md (about 15 minutes)
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

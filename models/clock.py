@@ -34,7 +34,7 @@ new_id = _IdGenerator()
 
 def iso(dt: datetime) -> str:
     """`2024-01-01T00:00:00.000Z`: UTC, milliseconds, sortable as text."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # drops "+00:00"
 
 
 def now_iso() -> str:

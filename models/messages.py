@@ -33,6 +33,66 @@ def dump(view: MessageView) -> dict[str, Any]:
     return _message_out.dump(view)
 
 
+# `MessageOut`'s fields, in its order: while the schema has exactly these, `dump_page` writes them itself
+_PAGE_FIELDS = (
+    "id",
+    "chatId",
+    "senderId",
+    "sender",
+    "content",
+    "type",
+    "metadata",
+    "replyTo",
+    "clientId",
+    "status",
+    "editedAt",
+    "deleted",
+    "createdAt",
+    "updatedAt",
+)
+_PAGE_DIRECT = tuple(_message_out.dump_fields) == _PAGE_FIELDS and tuple(
+    _message_out.dump_fields["sender"].schema.dump_fields  # type: ignore[attr-defined]
+) == ("id", "username", "avatar")
+
+
+def _page_entry(view: MessageView) -> dict[str, Any]:
+    message, sender = view.message, view.sender
+    return {
+        "id": message.id,
+        "chatId": message.chat_id,
+        "senderId": message.sender_id,
+        "sender": None if sender is None else {"id": sender.id, "username": sender.username, "avatar": sender.avatar},
+        "content": message.content,
+        "type": message.type,
+        "metadata": None if message.metadata is None else dict(message.metadata),
+        "replyTo": message.reply_to,
+        "clientId": message.client_id,
+        "status": view.status,
+        "editedAt": message.edited_at,
+        "deleted": bool(message.deleted),
+        "createdAt": message.created_at,
+        "updatedAt": message.updated_at,
+    }
+
+
+def dump_page(views: list[MessageView]) -> list[dict[str, Any]]:
+    """A page of history as `dump` writes each message, without marshmallow's per-field walk.
+
+    The schema resolves 14 dotted attributes per message through generic lookups,
+    which took most of a history page's time (and a fifth of a send's). The store
+    already holds every value in its wire type, so they are copied as they are; a
+    test keeps the two equal, and a schema with other fields goes back to `dump`.
+    """
+    if not _PAGE_DIRECT:
+        return [dump(view) for view in views]
+    return [_page_entry(view) for view in views]
+
+
+def dump_one(view: MessageView) -> dict[str, Any]:
+    """One message as `dump_page` writes it: the send path's payload."""
+    return _page_entry(view) if _PAGE_DIRECT else dump(view)
+
+
 def id_floor(after: str) -> tuple[str, str]:
     """A sync cursor (message id or ISO time) as (id bound, ISO time of that bound).
 
@@ -67,8 +127,10 @@ class MessageService:
 
     async def send(
         self, identity: Identity, data: dict[str, Any], origin: str | None = None
-    ) -> tuple[MessageView, bool]:
-        """Store and deliver a message; (view, False) for a repeated `clientId`.
+    ) -> tuple[dict[str, Any], bool]:
+        """Store and deliver a message; answers it as sent on the wire, and False for a repeated `clientId`.
+
+        The message is dumped once, for the broadcast and the sender's answer alike.
 
         The common case is one trip to the store: the membership and block checks
         travel with the insert. Only a refused insert (or a reply, whose target must
@@ -106,10 +168,10 @@ class MessageService:
             existing = await self.store.get_message_by_client_id(me.id, data.get("clientId") or "")
             if existing is None:
                 raise
-            return await self._view(existing), False
-        view = MessageView(message, me, "sent")
-        await self.notifier.to_chat(chat_id, "new_message", dump(view), origin)
-        return view, True
+            return dump_one(await self._view(existing)), False
+        payload = dump_one(MessageView(message, me, "sent"))
+        await self.notifier.to_chat(chat_id, "new_message", payload, origin)
+        return payload, True
 
     async def _check_sender(self, user_id: str, chat_id: str, client_id: str | None) -> None:
         """Why a send is refused, in the order the contract gives.
@@ -180,7 +242,9 @@ class MessageService:
             after=query.get("after"),
             search=query.get("search"),
         )
-        total = await self.store.count_messages(chat.id, query.get("search"))
+        # the chat document already carries its count (what `count_messages` answers without a search)
+        search = query.get("search")
+        total = await self.store.count_messages(chat.id, search) if search else chat.message_count
         return await self._views(chat.id, messages), total
 
     async def _views(self, chat_id: str, messages: list[Message]) -> list[MessageView]:

@@ -92,6 +92,20 @@ class OrjsonCodec:
             return json.loads(text)
 
 
+class JsonPacket(socketio.packet.Packet):
+    """Socket.IO packets whose outgoing payloads are JSON only.
+
+    Every emit and ack would otherwise be walked recursively looking for bytes to
+    send as binary attachments; WhatsChat's events never carry bytes (files go
+    through `POST /uploads`), and the walk cost more than encoding the packet.
+    Incoming binary packets are still decoded (and refused by validation).
+    """
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        return False
+
+
 def allowed_origins(listed: list[str]) -> Callable[[str | None, dict[str, Any]], bool]:
     """The listed origins, and always this server's own (the web client it serves at `/`).
 
@@ -116,6 +130,7 @@ def setup_socketio(app: web.Application, config: Config) -> SocketServer:
     sio = SocketServer(
         client_manager=manager,
         async_mode="aiohttp",
+        serializer=JsonPacket,
         json=OrjsonCodec,
         cors_allowed_origins="*" if cors == ["*"] else allowed_origins(cors),
         ping_interval=config.socketio.ping_interval,

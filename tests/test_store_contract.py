@@ -561,6 +561,66 @@ async def test_search_messages_is_a_literal_case_insensitive_substring_without_t
     assert await store.count_messages(new_id()) == 0
 
 
+async def test_search_follows_edits_deletes_and_removed_chats_at_once(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat, other = await group(store, alice, bob), await group(store, alice, bob)
+    draft = await send(store, chat, alice, "meet at the Lighthouse", when=1)
+    kept = await send(store, chat, bob, "the lighthouse is closed", when=2)
+    await send(store, other, alice, "lighthouse in another chat", when=3)
+
+    async def found(term: str, chat_id: str = chat.id) -> tuple[list[str], int]:
+        page = await store.list_messages(chat_id, limit=10, search=term)
+        return [m.id for m in page], await store.count_messages(chat_id, term)
+
+    assert await found("LIGHTHOUSE") == ([kept.id, draft.id], 2)  # only this chat's
+    await store.update_message(draft.id, {"content": "meet at the pier", "edited_at": at(5), "updated_at": at(5)})
+    assert await found("lighthouse") == ([kept.id], 1)  # the old words are gone with the edit
+    assert await found("the PIER") == ([draft.id], 1)  # and the new ones are there at once
+    await store.update_message(kept.id, {"content": "", "metadata": None, "deleted": 1, "updated_at": at(6)})
+    assert await found("lighthouse") == ([], 0)
+    assert await found("light", other.id) == ([(await store.list_messages(other.id, limit=1))[0].id], 1)
+    await store.delete_chat(other.id)
+    assert await found("lighthouse", other.id) == ([], 0)
+    assert await store.count_messages(chat.id) == 2  # the tombstone still counts as a message
+
+
+async def test_search_pages_cursors_and_short_or_odd_terms(store):
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice)
+    texts = [
+        "Quokka one",
+        "no match",
+        'say "quokka" twice: QUOKKA',
+        "quokka* AND NEAR(x) ^quokka",
+        "ab",
+        "Ünïcode Ωmega",
+        "tab\there",
+        "quokkas",
+    ]
+    sent = [await send(store, chat, alice, text, when=n + 1) for n, text in enumerate(texts)]
+    ids = [m.id for m in sent]
+
+    async def page(term: str, **kwargs: Any) -> list[str]:
+        return [m.id for m in await store.list_messages(chat.id, search=term, **{"limit": 10, **kwargs})]
+
+    matches = [ids[7], ids[3], ids[2], ids[0]]
+    assert await page("quokka") == matches and await store.count_messages(chat.id, "quokka") == 4
+    assert await page("quokka", limit=2) == matches[:2]
+    assert await page("quokka", limit=2, offset=2) == matches[2:]
+    assert await page("quokka", before=ids[3]) == [ids[2], ids[0]]
+    assert await page("quokka", after=ids[0], limit=2) == [ids[3], ids[2]]  # right after the cursor, newest first
+    assert await page("quokka", after=ids[0], before=ids[7]) == [ids[3], ids[2]]
+    assert await store.count_messages(chat.id, "quokka") == 4  # the total ignores cursors
+    assert await page('"quokka"') == [ids[2]]  # quotes, stars and words of a query language are plain text
+    assert await page("quokka*") == [ids[3]]
+    assert await page("AND NEAR(") == [ids[3]]
+    assert await page("aB") == [ids[6], ids[4]] and await store.count_messages(chat.id, "aB") == 2  # shorter than 3
+    assert await page("o") == [ids[7], ids[5], ids[3], ids[2], ids[1], ids[0]]
+    assert await page("Ünïcode Ω") == [ids[5]]  # any character, matched as it is
+    assert await page("\there") == [ids[6]]
+    assert await page("quokkass") == [] and await store.count_messages(chat.id, "quokkass") == 0
+
+
 async def test_count_unread_counts_others_newer_messages_without_tombstones(store):
     alice, bob = await users(store, "alice", "bob")
     chat = await group(store, alice, bob)

@@ -6,15 +6,19 @@ called once with its helpers recorded, then every statement it ran is explained.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from models.clock import iso_in, new_id, now_iso
-from models.documents import Session, User
+from models.documents import Chat, Member, Message, Session, User
 from models.store import sqlite_base
 from models.store.sqlite import SqliteStore
+from models.store.sqlite_schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -125,3 +129,171 @@ async def test_the_plan_check_catches_a_scan(store):
     plan = await store.explain("SELECT id FROM users WHERE status = ?", ("x",))
     with pytest.raises(AssertionError):
         _assert_indexed([("status lookup", plan)], "users")
+
+
+# message search
+
+
+async def _chat_with(store: SqliteStore, texts: list[str]) -> tuple[str, list[Message]]:
+    now = now_iso()
+    alice = _user(f"searcher{new_id()[-6:]}")
+    await store.insert_user(alice)
+    chat = Chat(new_id(), "group", alice.id, now, now, now, name="search")
+    await store.insert_chat(chat, [Member(chat.id, alice.id, "admin", now)])
+    sent = []
+    for text in texts:
+        message = Message(new_id(), chat.id, alice.id, text, "text", now, now)
+        await store.insert_message(message)
+        sent.append(message)
+    return chat.id, sent
+
+
+async def _like(store: SqliteStore, chat_id: str, term: str) -> list[str]:
+    """What `LIKE` finds: the meaning the search index must keep."""
+    rows = await store._all(
+        "SELECT id FROM messages WHERE chat_id = ? AND deleted = 0 AND content LIKE ? ESCAPE '\\' ORDER BY id DESC",
+        (chat_id, sqlite_base.like_pattern(term)),
+    )
+    return [row["id"] for row in rows]
+
+
+async def test_the_search_index_finds_what_like_finds(store):
+    """Case folds for ASCII letters only, as `LIKE` folds it: `É` and `é` stay different, the Kelvin sign is no K."""
+    texts = [
+        "École et ÉCOLE",
+        "école",
+        "Kelvin \u212a and k",
+        "İstanbul istanbul",
+        "STRASSE straße",
+        "emoji 😀😀 here",
+        'quotes "" and \\ backslash',
+        "100%_done",
+        "nul\x00after",
+        "   spaces   ",
+        "MiXeD CaSe TeXt",
+    ]
+    chat_id, sent = await _chat_with(store, texts)
+    await store.update_message(sent[1].id, {"content": "ÉCOLE again", "updated_at": now_iso()})
+    await store.update_message(sent[10].id, {"content": "", "deleted": 1, "updated_at": now_iso()})
+    terms = [
+        "éco", "ÉCO", "Éco", "eco", "ECOLE", "kelvin \u212a", "\u212a a", "K A", "İst", "ist", "STRASSE", "straß",
+        "😀😀", "oji 😀", '""', '" and \\', "0%_", "%_d", "nul", "\x00af", "   ", "mixed case", "XED CA", "text",
+        "again", "nothing", "ab",
+    ]  # fmt: skip
+    for term in terms:
+        expected = await _like(store, chat_id, term)
+        found = await store.list_messages(chat_id, limit=50, search=term)
+        assert [m.id for m in found] == expected, term
+        assert await store.count_messages(chat_id, term) == len(expected), term
+    # the comparison above is not vacuous: ASCII letters fold, "É" and "é" do not
+    assert await _like(store, chat_id, "Éco") == [sent[1].id, sent[0].id]
+    assert await _like(store, chat_id, "éco") == []  # "école" was edited away
+    assert await _like(store, chat_id, "kelvin \u212a") == [sent[2].id]
+
+
+async def test_the_search_index_agrees_with_like_on_random_text(store):
+    rng = random.Random(7)
+    alphabet = "aAbBéÉ %_\"'\\*-"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(150)]
+    chat_id, _ = await _chat_with(store, texts)
+    for _ in range(150):
+        term = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5)))
+        expected = await _like(store, chat_id, term)
+        assert [m.id for m in await store.list_messages(chat_id, limit=200, search=term)] == expected, term
+        assert await store.count_messages(chat_id, term) == len(expected), term
+
+
+async def test_search_reads_the_index_not_the_chat(store, monkeypatch):
+    chat_id, _ = await _chat_with(store, [f"message number {n}" for n in range(30)])
+    await store.catch_up_search()
+    ran: list[tuple[str, list[Any]]] = []
+    original = store.db.execute_fetchall
+
+    async def recording(sql: str, params: Any = ()) -> Any:
+        ran.append((sql, list(params)))
+        return await original(sql, params)
+
+    monkeypatch.setattr(store.db, "execute_fetchall", recording)
+    assert len(await store.list_messages(chat_id, limit=5, search="number 2")) == 5
+    assert await store.count_messages(chat_id, "NUMBER 1") == 11
+    monkeypatch.undo()
+    ran = [(sql, params) for sql, params in ran if "message_search_pending" not in sql]  # "anything queued?"
+    assert len(ran) == 2
+    for sql, params in ran:
+        plan = await store.explain(sql, params)
+        assert "SCAN message_search VIRTUAL TABLE" in plan, plan
+        assert "SCAN messages" not in plan and "SCAN k" not in plan, plan
+
+
+async def test_migrating_a_database_indexes_its_messages_once(tmp_path):
+    """A database of the version before the search index: its messages are found after `open`, totals kept."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:3], start=1):
+        old.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    now = now_iso()
+    old.execute(
+        "INSERT INTO chats (id, type, created_by, last_activity, created_at, updated_at)"
+        " VALUES (?, 'group', 'u', ?, ?, ?)",
+        ("c" * 24, now, now, now),
+    )
+    ids = [new_id() for _ in range(5)]
+    texts = ["Hello world", "hello again", "nothing", "HELLO tombstone", "say hello"]
+    for message_id, text, deleted in zip(ids, texts, [0, 0, 0, 1, 0], strict=True):
+        old.execute(
+            "INSERT INTO messages (id, chat_id, sender_id, content, type, deleted, created_at, updated_at)"
+            " VALUES (?, ?, 'u', ?, 'text', ?, ?, ?)",
+            (message_id, "c" * 24, text, deleted, now, now),
+        )
+    old.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.schema_version() == len(MIGRATIONS)
+        found = await store.list_messages("c" * 24, limit=10, search="HELLO")
+        assert [m.id for m in found] == [ids[4], ids[1], ids[0]]  # the tombstone is not indexed
+        assert await store.count_messages("c" * 24, "hello") == 3
+        assert await store.count_messages("c" * 24) == 5  # the count kept since migration 2, tombstone included
+        await store.update_message(ids[0], {"content": "goodbye", "updated_at": now_iso()})
+        assert await store.count_messages("c" * 24, "hello") == 2  # a migrated message follows its edits
+        assert [m.id for m in await store.list_messages("c" * 24, limit=10, search="goodbye")] == [ids[0]]
+    finally:
+        await store.close()
+    again = SqliteStore(path)
+    await again.open()  # the backfill ran once: no message is indexed twice
+    try:
+        assert await again.count_messages("c" * 24, "hello") == 2
+        keys = await again._one("SELECT COUNT(*) FROM message_search_keys")
+        assert keys is not None and keys[0] == 4
+    finally:
+        await again.close()
+
+
+async def test_new_messages_are_indexed_in_bulk_and_before_any_search(store):
+    chat_id, sent = await _chat_with(store, ["alpha one", "beta two", "gamma three", "alpha four"])
+    queued = await store._all("SELECT message_id FROM message_search_pending")
+    assert {row[0] for row in queued} == {m.id for m in sent}  # inserting only queued them
+    await store.update_message(sent[0].id, {"content": "omega one", "edited_at": now_iso()})  # edited while queued
+    await store.update_message(sent[1].id, {"deleted": True, "content": ""})  # deleted while queued
+    assert [m.id for m in await store.list_messages(chat_id, limit=10, search="alpha")] == [sent[3].id]
+    assert [m.id for m in await store.list_messages(chat_id, limit=10, search="omega")] == [sent[0].id]
+    assert await store.count_messages(chat_id, "beta") == 0
+    assert await store._all("SELECT message_id FROM message_search_pending") == []
+    assert await store.catch_up_search() == 0
+
+
+async def test_the_background_round_indexes_without_a_search(tmp_path):
+    store = SqliteStore(tmp_path / "bulk.db")
+    store.index_interval = 0.05
+    await store.open()
+    try:
+        _, sent = await _chat_with(store, ["indexed in the background"])
+        for _ in range(100):
+            if not await store._all("SELECT 1 FROM message_search_pending"):
+                break
+            await asyncio.sleep(0.02)
+        keys = await store._all("SELECT message_id FROM message_search_keys")
+        assert [row[0] for row in keys] == [sent[0].id]
+    finally:
+        await store.close()

@@ -12,7 +12,7 @@ from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, read_body, read_query
 from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
-from models.messages import dump
+from models.messages import dump, dump_page
 from schemas import messages as s
 from schemas.common import PaginationOut, load
 from schemas.events import MessageDeleted
@@ -22,6 +22,7 @@ from schemas.uploads import UploadOut, UploadPurpose
 from server.keys import MESSAGES, UPLOADS
 
 _pagination = PaginationOut()
+_history_query = s.HistoryQuery()  # built once: a schema instance costs more to make than to use
 _upload_out = UploadOut()
 CHUNK = 64 * 1024
 
@@ -29,19 +30,19 @@ CHUNK = 64 * 1024
 @doc(summary="Message history, newest first", tag="messages", query=s.HistoryQuery, data=MessagePage)
 async def history(request: web.Request) -> web.Response:
     identity = await caller(request)
-    query = read_query(request, s.HistoryQuery())
+    query = read_query(request, _history_query)
     views, total = await request.app[MESSAGES].history(identity, request.match_info["id"], query)
     page, limit = query["page"], query["limit"]
     pagination = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
-    return envelope({"messages": [dump(v) for v in views], "pagination": _pagination.dump(pagination)})
+    return envelope({"messages": dump_page(views), "pagination": _pagination.dump(pagination)})
 
 
 @doc(summary="Send a message", tag="messages", body=s.SendMessage, data=MessageOut, status=201, also=(200,))
 async def send(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.SendMessage())
-    view, created = await request.app[MESSAGES].send(identity, body)
-    return envelope(dump(view), "Message sent" if created else "Message already sent", status=201 if created else 200)
+    message, created = await request.app[MESSAGES].send(identity, body)
+    return envelope(message, "Message sent" if created else "Message already sent", status=201 if created else 200)
 
 
 @doc(summary="Edit your message", tag="messages", body=s.EditMessage, data=MessageOut)

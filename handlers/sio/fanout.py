@@ -37,16 +37,17 @@ class DirectFanoutManager(socketio.AsyncManager):
         room = to or room
         if namespace not in self.rooms:
             return
-        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
+        if not recipients:  # e.g. a chat nobody follows on this namespace: nothing to encode
+            return
+        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args]).encode()
         frames = [
             eio_packet.Packet(eio_packet.MESSAGE, p) for p in (encoded if isinstance(encoded, list) else [encoded])
         ]
         slow: list[tuple[str, list[Any]]] = []
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid in skip:
-                continue
+        for eio_sid in recipients:
             for i, frame in enumerate(frames):
                 if not deliver(eio_sid, frame):
                     slow.append((eio_sid, frames[i:]))

@@ -30,8 +30,8 @@ class MessageEvents(BaseNamespace):
     }
 
     async def on_send_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        view, _ = await self.services.messages.send(identity, data, origin=sid)
-        return dump(view)
+        message, _ = await self.services.messages.send(identity, data, origin=sid)
+        return message
 
     async def on_edit_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
         return dump(await self.services.messages.edit(identity, data["messageId"], data, origin=sid))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import string
 from typing import Any
 
 import orjson
 
 from models.documents import Chat, Member, Message, Upload
-from models.store.sqlite_base import SqliteBase, like_pattern, placeholders
+from models.store.group_commit import GroupCommit
+from models.store.sqlite_base import like_pattern, placeholders
+from models.store.sqlite_search import SearchIndex
 
 _CHAT_FIELDS = tuple(Chat.__slots__)  # type: ignore[attr-defined]
 _MEMBER_FIELDS = tuple(Member.__slots__)  # type: ignore[attr-defined]
@@ -31,16 +35,90 @@ def _member(row: sqlite3.Row | dict[str, Any]) -> Member:
 _MESSAGE_COLUMNS = (
     "id, chat_id, sender_id, content, type, metadata, reply_to, client_id, edited_at, deleted, created_at, updated_at"
 )
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def search_phrase(text: str) -> str | None:
+    """The FTS5 query that finds `text` in the search index, or None when the index cannot answer.
+
+    The index holds trigrams of `lower(content)`: the text is lowered the same way
+    (ASCII only, as `LIKE` folds case) and quoted as one phrase, so its characters
+    are never query syntax. Fewer than three characters make no trigram, and the
+    query parser stops at a NUL; those searches read the chat with `LIKE` instead.
+    """
+    if len(text) < 3 or "\x00" in text:
+        return None
+    return '"' + text.translate(_ASCII_LOWER).replace('"', '""') + '"'
+
+
+def _search_where(phrase: str, chat_id: str, before: str | None, after: str | None) -> tuple[str, list[Any]]:
+    """`FROM ... WHERE` of the matching keys of one chat; the index is read first (`CROSS JOIN` keeps it so)."""
+    sql = (
+        "message_search CROSS JOIN message_search_keys k ON k.key = message_search.rowid"
+        " WHERE message_search MATCH ? AND k.chat_id = ?"
+    )
+    params: list[Any] = [phrase, chat_id]
+    if before is not None:
+        sql += " AND k.message_id < ?"
+        params.append(before)
+    if after is not None:
+        sql += " AND k.message_id > ?"
+        params.append(after)
+    return sql, params
 
 
 def _message(row: sqlite3.Row) -> Message:
-    message = Message(**dict(row))
-    message.metadata = orjson.loads(message.metadata) if message.metadata else None  # type: ignore[arg-type]
-    message.deleted = bool(message.deleted)
-    return message
+    """A row of `_MESSAGE_COLUMNS`, read by position: a history page makes fifty of these."""
+    return Message(
+        id=row[0],
+        chat_id=row[1],
+        sender_id=row[2],
+        content=row[3],
+        type=row[4],
+        metadata=orjson.loads(row[5]) if row[5] else None,
+        reply_to=row[6],
+        client_id=row[7],
+        edited_at=row[8],
+        deleted=bool(row[9]),
+        created_at=row[10],
+        updated_at=row[11],
+    )
 
 
-class ChatTables(SqliteBase):
+def _message_row(message: Message) -> tuple[Any, ...]:
+    """A message's values in `_MESSAGE_COLUMNS` order."""
+    return (
+        message.id,
+        message.chat_id,
+        message.sender_id,
+        message.content,
+        message.type,
+        orjson.dumps(message.metadata).decode() if message.metadata is not None else None,
+        message.reply_to,
+        message.client_id,
+        message.edited_at,
+        int(message.deleted),
+        message.created_at,
+        message.updated_at,
+    )
+
+
+# a message goes in only if its sender is a member and, in a private chat, not blocked by the other member
+_CHECKED_INSERT = (
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) SELECT {', '.join('?' * 12)}"
+    " WHERE EXISTS (SELECT 1 FROM members WHERE chat_id = ? AND user_id = ?)"
+    " AND NOT EXISTS (SELECT 1 FROM chats c JOIN members o ON o.chat_id = c.id AND o.user_id != ?"
+    " JOIN blocks b ON b.blocker_id = o.user_id AND b.blocked_id = ?"
+    " WHERE c.id = ? AND c.type = 'private')"
+)
+
+
+def _checked_params(message: Message) -> tuple[Any, ...]:
+    sender, chat = message.sender_id, message.chat_id
+    return (*_message_row(message), chat, sender, sender, sender, chat)
+
+
+class ChatTables(SearchIndex):
     # chats and members
     async def insert_chat(self, chat: Chat, members: list[Member]) -> None:
         columns = list(Chat.__slots__)  # type: ignore[attr-defined]
@@ -153,22 +231,38 @@ class ChatTables(SqliteBase):
     # messages
     async def insert_message(self, message: Message) -> None:
         await self._write(
-            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 12)})",
-            (
-                message.id,
-                message.chat_id,
-                message.sender_id,
-                message.content,
-                message.type,
-                orjson.dumps(message.metadata).decode() if message.metadata is not None else None,
-                message.reply_to,
-                message.client_id,
-                message.edited_at,
-                int(message.deleted),
-                message.created_at,
-                message.updated_at,
-            ),
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 12)})", _message_row(message)
         )
+
+    @functools.cached_property
+    def _sends(self) -> GroupCommit[Message]:
+        return GroupCommit(self._insert_checked, self._insert_checked_many)
+
+    async def close(self) -> None:
+        if "_sends" in vars(self):  # senders waiting on the batch in flight get their answer first
+            await self._sends.close()
+        await super().close()
+
+    async def insert_message_if_allowed(self, message: Message) -> bool:
+        """Checked and inserted with the other messages arriving meanwhile (`GroupCommit`)."""
+        return await self._sends.submit(message)
+
+    async def _insert_checked(self, message: Message) -> bool:
+        """The membership and block checks and the insert as one statement: one trip, one commit."""
+        return await self._write(_CHECKED_INSERT, _checked_params(message)) > 0
+
+    async def _insert_checked_many(self, messages: list[Message]) -> list[bool]:
+        """Several checked inserts in one transaction; a repeated `clientId` is skipped, not an error."""
+        ids = [m.id for m in messages]
+        async with self.transaction() as db:
+            await db.executemany(
+                _CHECKED_INSERT.replace("INSERT", "INSERT OR IGNORE", 1), map(_checked_params, messages)
+            )
+            stored = {
+                row[0]
+                for row in await db.execute_fetchall(f"SELECT id FROM messages WHERE id IN ({placeholders(ids)})", ids)
+            }
+        return [m.id in stored for m in messages]
 
     async def get_message(self, message_id: str) -> Message | None:
         row = await self._one(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
@@ -206,33 +300,49 @@ class ChatTables(SqliteBase):
         after: str | None = None,
         search: str | None = None,
     ) -> list[Message]:
-        where, params = ["chat_id = ?"], [chat_id]
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        if after is not None:
-            where.append("id > ?")
-            params.append(after)
-        if search:
-            where.append("deleted = 0 AND content LIKE ? ESCAPE '\\'")
-            params.append(like_pattern(search))
+        """One range of `messages_chat`; with a search, the page of matching ids from the search index first."""
+        phrase = search_phrase(search) if search else None
         order = "ASC" if after is not None and before is None else "DESC"
-        rows = await self._all(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
+        if phrase is not None:
+            await self.catch_up_search()
+            where, params = _search_where(phrase, chat_id, before, after)
+            sql = (
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN (SELECT k.message_id FROM {where}"
+                f" ORDER BY k.message_id {order} LIMIT ? OFFSET ?) ORDER BY id {order}"
+            )
+        else:
+            conditions, params = ["chat_id = ?"], [chat_id]
+            if before is not None:
+                conditions.append("id < ?")
+                params.append(before)
+            if after is not None:
+                conditions.append("id > ?")
+                params.append(after)
+            if search:  # too short for the trigram index: every message of the chat is read
+                conditions.append("deleted = 0 AND content LIKE ? ESCAPE '\\'")
+                params.append(like_pattern(search))
+            sql = (
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"
+                f" ORDER BY id {order} LIMIT ? OFFSET ?"
+            )
+        rows = await self.db.execute_fetchall(sql, [*params, limit, offset])
         messages = [_message(row) for row in rows]
         return messages[::-1] if order == "ASC" else messages
 
     async def count_messages(self, chat_id: str, search: str | None = None) -> int:
+        """The chat's own count (tombstones included); with a search, the matches (tombstones excluded)."""
+        phrase = search_phrase(search) if search else None
         if not search:
-            row = await self._one("SELECT message_count FROM chats WHERE id = ?", (chat_id,))
+            sql, params = "SELECT message_count FROM chats WHERE id = ?", [chat_id]
+        elif phrase is not None:
+            await self.catch_up_search()
+            where, params = _search_where(phrase, chat_id, None, None)
+            sql = f"SELECT COUNT(*) FROM {where}"
         else:
-            row = await self._one(
-                "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND deleted = 0 AND content LIKE ? ESCAPE '\\'",
-                (chat_id, like_pattern(search)),
-            )
-        return int(row[0]) if row else 0
+            sql = "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND deleted = 0 AND content LIKE ? ESCAPE '\\'"
+            params = [chat_id, like_pattern(search)]
+        row = next(iter(await self.db.execute_fetchall(sql, params)), None)
+        return int(row[0]) if row is not None else 0
 
     async def count_unread(self, chat_id: str, user_id: str, after_id: str | None) -> int:
         row = await self._one(

@@ -84,6 +84,7 @@ def summary(result: Result) -> str:
             f" delivered {result.delivered} of {result.expected} expected ({d['deliveredPerSecond']}/s)",
             f"  ack latency: {result.ack.line()}",
             f"  end-to-end latency: {result.end_to_end.line()}",
+            f"  this load generator used {100 * result.load_cpu:.0f}% of a core while sending",
         ]
     errors = ", ".join(f"{name} {count}" for name, count in sorted(result.errors.items())) or "none"
     lines.append(f"  errors: {errors}")

@@ -76,6 +76,7 @@ class Result:
     end_to_end: Summary = Summary(0, 0, 0, 0, 0)
     errors: Counter[str] = field(default_factory=Counter)
     memory: dict[str, float] = field(default_factory=dict)
+    load_cpu: float = 0.0  # share of one core this process used while sending: near 1.0, it was the bottleneck
 
     def per_second(self, count: int) -> float:
         return round(count / self.window, 1) if self.window else 0.0
@@ -106,6 +107,7 @@ class Result:
             "endToEndMs": self.end_to_end.as_dict(),
             "errors": dict(sorted(self.errors.items())),
             "serverMemory": self.memory,
+            "loadGeneratorCpu": round(self.load_cpu, 3),
         }
 
 
@@ -234,6 +236,7 @@ class LoadTest:
     # sending
     async def _send_all(self) -> None:
         now = time.monotonic()
+        cpu = time.process_time()
         self._start = now + self.o.warmup
         self._stop = self._start + self.o.duration
         self._phase = "sending"
@@ -243,6 +246,7 @@ class LoadTest:
             await asyncio.gather(*(self._closed_loop(i) for i in range(len(self.sockets))))
         await self._drain()
         result = self.result
+        result.load_cpu = (time.process_time() - cpu) / max(1e-9, time.monotonic() - now)
         result.window = self.o.duration
         result.ack = Summary.of(self._ack)
         result.end_to_end = Summary.of(self._e2e)

@@ -1,0 +1,169 @@
+"""`docs/performance.md` from the figures of one `make bench` run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INTRO = """\
+# Performance
+
+Written by `make bench` (`python -m bench.run`); run it again to refresh this
+page. Each scenario starts a fresh server as `make run` does (SQLite, one
+process, no Redis) pinned to CPU 0 with `taskset`, and drives it with the
+shipped load-test tool (`python -m server loadtest`) pinned to CPU 1. The same
+scenarios run against a bare python-socketio server (`bench/baseline.py`: in
+memory, tokens looked up in a dict, no validation, no persistence) speaking the
+same subset, and WhatsChat's figures are given as ratios to it. WhatsChat
+stores every message (SQLite, WAL) before it acknowledges or delivers it.
+
+Set-up registers thousands of users, so the servers run with
+`auth.bcrypt_rounds: 4` (the default, 12, costs 0.23 s a hash); no password is
+checked while anything is measured.
+"""
+
+NOTES = """\
+## Reading the table
+
+- `dm`: 200 users in 100 private chats, every socket sending closed-loop (send,
+  wait for the ack, send again) for the measured window after a warm-up.
+  Messages per second are acknowledged sends; latencies are end to end (send to
+  the other member's `new_message`).
+- `group`: 500 users in groups of 50, sends at a fixed aggregate rate spread over
+  all sockets; each message is delivered to 49 sockets. The rate is raised by
+  half from the start rate until the end-to-end p99 reaches 100 ms or any error
+  appears, then bisected twice; the figure is the deliveries per second at the
+  highest rate that stayed within the limit.
+- `idle`: authenticated sockets on `/messages` that send nothing; growth of the
+  server's VmRSS from before the sockets connected to two seconds after, divided
+  by the sockets.
+- `history`: one private chat seeded with the messages (real rows, through the
+  schema), then `GET /api/v1/messages/:chatId` timed from the client: the newest
+  page of 50, a page of 50 by `before` cursor 90% of the way back, and a search
+  matching a few hundred messages; sequential requests on one keep-alive
+  connection.
+- "deflate offered": the client offers permessage-deflate, as every browser does.
+"""
+
+
+def _ratio(ours: float | None, theirs: float | None, lower_is_better: bool = False) -> str:
+    if not ours or not theirs:
+        return ""
+    return f"{(theirs / ours if lower_is_better else ours / theirs):.2f}x"
+
+
+def _get(results: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = results.get(key)
+    return value if isinstance(value, dict) else None
+
+
+def _throughput_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for mode, label in (("plain", "no deflate"), ("deflate", "deflate offered")):
+        ours, theirs = _get(results, f"dm/whatschat/{mode}"), _get(results, f"dm/baseline/{mode}")
+        if not ours or not theirs:
+            continue
+        rows.append(
+            f"| dm, {label} | messages/s | {ours['ackedPerSecond']:,.0f} | {theirs['ackedPerSecond']:,.0f}"
+            f" | {_ratio(ours['ackedPerSecond'], theirs['ackedPerSecond'])} |"
+        )
+        a, b = ours["endToEndMs"], theirs["endToEndMs"]
+        rows.append(
+            f"| dm, {label} | end-to-end p50 / p99 ms | {a['p50']:.1f} / {a['p99']:.1f}"
+            f" | {b['p50']:.1f} / {b['p99']:.1f} | |"
+        )
+        rows.append(
+            f"| dm, {label} | load generator's CPU (of one core) | {100 * ours.get('loadGeneratorCpu', 0):.0f}%"
+            f" | {100 * theirs.get('loadGeneratorCpu', 0):.0f}% | |"
+        )
+        errors = {**ours["errors"], **{f"baseline {k}": v for k, v in theirs["errors"].items()}}
+        if errors:
+            rows.append(f"| dm, {label} | errors | {ours['errors'] or 'none'} | {theirs['errors'] or 'none'} | |")
+    ours_g, theirs_g = _get(results, "group/whatschat"), _get(results, "group/baseline")
+    if ours_g and theirs_g:
+        a, b = ours_g.get("best"), theirs_g.get("best")
+        if a and b:
+            ours_rate, theirs_rate = a["deliveredPerSecond"], b["deliveredPerSecond"]
+            rows.append(
+                f"| group | deliveries/s, p99 < 100 ms | {ours_rate:,.0f} | {theirs_rate:,.0f}"
+                f" | {_ratio(ours_rate, theirs_rate)} |"
+            )
+            rows.append(
+                f"| group | at messages/s (p99 ms) | {a['rate']:,.0f} ({a['endToEndMs']['p99']:.1f})"
+                f" | {b['rate']:,.0f} ({b['endToEndMs']['p99']:.1f}) | |"
+            )
+    for mode, label in (("plain", "no deflate"), ("deflate", "deflate offered")):
+        ours, theirs = _get(results, f"idle/whatschat/{mode}"), _get(results, f"idle/baseline/{mode}")
+        if ours and theirs and ours.get("serverMemory") and theirs.get("serverMemory"):
+            a, b = ours["serverMemory"]["perConnectionKiB"], theirs["serverMemory"]["perConnectionKiB"]
+            rows.append(
+                f"| idle, {label} | KiB per connection ({ours['connected']:,} sockets) | {a:.1f} | {b:.1f}"
+                f" | {_ratio(a, b, lower_is_better=True)} |"
+            )
+    return rows
+
+
+def _history_rows(results: dict[str, Any]) -> list[str]:
+    figures = _get(results, "history")
+    if not figures:
+        return []
+    rows = []
+    for kind, label in (("newest", "newest page"), ("deep", "page by cursor, 90% back"), ("search", "search")):
+        if kind in figures:
+            f = figures[kind]
+            scenario = f"history, {figures['messages']:,} messages"
+            rows.append(f"| {scenario} | {label}: p50 / p99 ms | {f['p50']:.2f} / {f['p99']:.2f} | | |")
+    return rows
+
+
+def _sweep(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for target in ("whatschat", "baseline"):
+        sweep = _get(results, f"group/{target}")
+        if not sweep:
+            continue
+        lines += [
+            f"`group` sweep, {target}:",
+            "",
+            "| messages/s | deliveries/s | p50 ms | p99 ms | errors |",
+            "| ---: | ---: | ---: | ---: | --- |",
+        ]
+        for run in sweep["steps"]:
+            e2e = run["endToEndMs"]
+            lines.append(
+                f"| {run['rate']:,.0f} | {run['deliveredPerSecond']:,.0f} | {e2e['p50']:.1f} | {e2e['p99']:.1f}"
+                f" | {run['errors'] or 'none'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    table = [
+        "| scenario | figure | WhatsChat | bare python-socketio | ratio |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *_throughput_rows(results),
+        *_history_rows(results),
+    ]
+    parts = [
+        INTRO,
+        "## Latest figures",
+        "",
+        f"{machine['date']}, {machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']},"
+        f" Python {machine['python']}; {machine['libraries']}.",
+        "",
+        *table,
+        "",
+        *_sweep(results),
+        NOTES,
+    ]
+    if results.get("profile"):
+        parts += [
+            "## Where the time goes",
+            "",
+            "py-spy (`--gil`: samples of the thread running Python) on WhatsChat's server during `dm` without deflate:",
+            "",
+            results["profile"],
+            "",
+        ]
+    return "\n".join(parts)

@@ -1,0 +1,59 @@
+"""`make bench` itself, at toy sizes: it runs every scenario and writes its page.
+
+The figures of a smoke run mean nothing (a few users for a second); what is
+checked is that every scenario ran clean against both servers, pinned as
+documented, and that the page and the JSON hold what the run measured.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(600)
+def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> None:
+    require_tool("taskset")
+    page, figures = tmp_path / "performance.md", tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(page), "--json", str(figures)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(figures.read_text())
+    for target in ("whatschat", "baseline"):
+        for mode in ("plain", "deflate"):
+            dm = results[f"dm/{target}/{mode}"]
+            assert dm["connected"] == 4 and dm["errors"] == {}, dm
+            assert dm["acked"] == dm["sent"] > 0 and dm["delivered"] == dm["expectedDeliveries"] == dm["acked"]
+            assert dm["deflate"] is (mode == "deflate")
+            idle = results[f"idle/{target}/{mode}"]
+            assert idle["connected"] == 10 and idle["errors"] == {} and "perConnectionKiB" in idle["serverMemory"]
+        sweep = results[f"group/{target}"]
+        assert sweep["best"] is not None and sweep["steps"], sweep
+        assert all(step["delivered"] == step["expectedDeliveries"] for step in sweep["steps"])
+    history = results["history"]
+    assert history["messages"] == 2_000 and history["searchMatches"] > 0
+    assert {"newest", "deep", "search"} <= set(history)
+    text = page.read_text()
+    assert text.startswith("# Performance")
+    for row in (
+        "| dm, no deflate | messages/s |",
+        "| group | deliveries/s",
+        "| idle, deflate offered |",
+        "history, 2,000",
+    ):
+        assert row in text, row
+    assert "## Where the time goes" in text and "samples." in text  # the py-spy summary
