@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import InputSchema, PageQuery, check_json_size, text
+from schemas.common import InputSchema, PageQuery, check_json_size, load, text
 
 MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
 MAX_CONTENT = 10_000
@@ -37,6 +37,49 @@ class SendMessage(InputSchema):
     def _text_has_content(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("type", "text") == "text" and not data.get("content", "").strip():
             raise ValidationError("Text messages need 1 to 10000 characters.", "content")
+
+
+_SEND_MESSAGE = SendMessage()
+_HEX = frozenset("0123456789abcdef")
+
+
+def load_send_message(data: Any) -> dict[str, Any]:
+    """`SendMessage().load` in microseconds for the payload nearly every send has.
+
+    Marshmallow walks every field generically and took a fifth of a send's time.
+    A payload of strings only (`chatId`, `content`, `type`, `clientId`) that the
+    schema would accept as it stands is read here; anything else (metadata, a
+    reply, a wrong type or value) goes through the schema, which stays the one
+    definition of what is valid and writes every error. A property test holds the
+    two to the same answers.
+    """
+    if type(data) is dict and data.get("metadata") is None and data.get("replyTo") is None:
+        chat_id = data.get("chatId")
+        content = data.get("content", "")
+        kind = data.get("type", "text")
+        client_id = data.get("clientId")
+        if (
+            type(chat_id) is str
+            and len(chat_id) == 24
+            and _HEX.issuperset(chat_id)
+            and type(content) is str
+            and len(content) <= MAX_CONTENT
+            and kind in MESSAGE_TYPES
+            and (kind != "text" or content.strip())
+            and (client_id is None or (type(client_id) is str and 1 <= len(client_id) <= 100))
+        ):
+            return {
+                "chatId": chat_id,
+                "content": content,
+                "type": kind,
+                "metadata": None,
+                "replyTo": None,
+                "clientId": client_id,
+            }
+    return load(_SEND_MESSAGE, data)
+
+
+SendMessage.fast_load = staticmethod(load_send_message)  # what the socket handlers load with
 
 
 class EditMessage(InputSchema):
