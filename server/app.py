@@ -33,7 +33,7 @@ from handlers.rest import users as rest_users
 from handlers.rest import web as rest_web
 from handlers.rest.cors import cors_middleware
 from handlers.rest.middleware import errors, request_ids
-from handlers.sio.base import Services, SocketServer
+from handlers.sio.base import CompactRooms, Services, SocketServer
 from handlers.sio.fanout import DirectFanoutManager
 from handlers.sio.namespaces import build_namespaces
 from handlers.sio.notifier import REDIS_OPTIONS, RedisManager, SocketNotifier
@@ -123,10 +123,18 @@ def allowed_origins(listed: list[str]) -> Callable[[str | None, dict[str, Any]],
     return check
 
 
+class LocalManager(CompactRooms, DirectFanoutManager):
+    """The sockets of this process: rooms as plain dicts, broadcasts queued without a task per recipient."""
+
+
+class SharedManager(CompactRooms, RedisManager):
+    """`LocalManager` for several processes: emits go through Redis."""
+
+
 def setup_socketio(app: web.Application, config: Config) -> SocketServer:
     """The Socket.IO server; with `redis.url`, its emits reach the sockets of every process."""
     cors = config.socketio.cors_origins
-    manager = RedisManager(config.redis.url, channel="whatschat") if config.redis.url else DirectFanoutManager()
+    manager = SharedManager(config.redis.url, channel="whatschat") if config.redis.url else LocalManager()
     sio = SocketServer(
         client_manager=manager,
         async_mode="aiohttp",
@@ -136,6 +144,7 @@ def setup_socketio(app: web.Application, config: Config) -> SocketServer:
         ping_interval=config.socketio.ping_interval,
         ping_timeout=config.socketio.ping_timeout,
         max_http_buffer_size=config.socketio.max_payload,
+        websocket_compression=config.socketio.websocket_compression,
         ephemeral_queue=config.limits.ephemeral_queue,
         max_queue=config.limits.max_queue,
         always_connect=True,

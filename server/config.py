@@ -114,6 +114,7 @@ class SocketIOConfig:
     ping_timeout: float = setting(_seconds(0.1), 20.0)
     max_payload: int = setting(_positive(1024), 4 * 1024 * 1024)
     cors_origins: list[str] = setting(fields.List(fields.String()), ["*"])
+    websocket_compression: bool = setting(fields.Boolean(), False)
 
 
 @dataclass(frozen=True)
