@@ -45,7 +45,7 @@ class Sizes:
     group_size: int = 50
     group_seconds: float = 10.0
     group_start_rate: float = 100.0
-    group_steps: int = 8
+    group_steps: int = 12
     idle_sockets: int = 2000
     idle_seconds: float = 8.0
     history_messages: int = 1_000_000
