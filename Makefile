@@ -22,7 +22,7 @@ fuzz: $(STAMP)
 	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
 
 # WhatsChat and a bare python-socketio server under the same load (server on CPU 0, load on CPU 1);
-# prints the table and writes docs/performance.md (about 15 minutes)
+# prints the table and writes docs/performance.md (about 10 minutes)
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 

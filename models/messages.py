@@ -128,13 +128,12 @@ class MessageService:
     async def send(
         self, identity: Identity, data: dict[str, Any], origin: str | None = None
     ) -> tuple[dict[str, Any], bool]:
-        """Store and deliver a message; answers it as sent on the wire, and False for a repeated `clientId`.
-
-        The message is dumped once, for the broadcast and the sender's answer alike.
+        """Store and deliver a message; answers it as the wire shows it, and False for a repeated `clientId`.
 
         The common case is one trip to the store: the membership and block checks
         travel with the insert. Only a refused insert (or a reply, whose target must
-        be checked) takes the slow path, which finds the precise reason.
+        be checked) takes the slow path, which finds the precise reason. The message
+        is serialised once, for the broadcast and the sender's answer alike.
         """
         await self.budgets.charge(identity.user.id, "messages")
         me = identity.user
@@ -160,12 +159,12 @@ class MessageService:
                 if replied is None or replied.chat_id != chat_id:
                     raise ValidationFailed(details={"replyTo": ["Not a message of this chat."]})
             if not await self.store.insert_message_if_allowed(message):
-                await self._check_sender(me.id, chat_id, data.get("clientId"))
+                await self._check_sender(me.id, chat_id, message.client_id)
                 # allowed after all: a membership or block changed in between; the insert decides
                 if not await self.store.insert_message_if_allowed(message):
                     raise ChatNotFound()
         except DuplicateKey:  # a repeated clientId, or the same one raced in on another socket
-            existing = await self.store.get_message_by_client_id(me.id, data.get("clientId") or "")
+            existing = await self.store.get_message_by_client_id(me.id, message.client_id or "")
             if existing is None:
                 raise
             return dump_one(await self._view(existing)), False
