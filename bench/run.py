@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.profile import profile_summary
 from bench.report import render
+from bench.seed import seed_history
 from bench.servers import CLIENT_CPU, loadtest, pinned, server
 
 TARGETS = ("whatschat", "baseline")
@@ -134,8 +135,6 @@ def idle(target: str, sizes: Sizes, deflate: bool) -> dict[str, Any]:
 
 
 def history(sizes: Sizes) -> dict[str, Any]:
-    from bench.seed import seed_history
-
     folder = Path(tempfile.mkdtemp(prefix="bench-history-"))
     try:
         started = time.monotonic()

@@ -79,7 +79,8 @@ def server(kind: str, data_dir: Path | None = None, env: dict[str, str] | None =
         "WHATSCHAT_LOGGING_LEVEL": "WARNING",
         **(env or {}),
     }
-    log = open(folder / "server.log", "wb") if folder.exists() else subprocess.DEVNULL  # noqa: SIM115
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed in `finally`, after the server stops
     process = subprocess.Popen(pinned(SERVER_CPU, command), env=environment, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -92,8 +93,7 @@ def server(kind: str, data_dir: Path | None = None, env: dict[str, str] | None =
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if log is not subprocess.DEVNULL:
-            log.close()
+        log.close()
         if data_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
 

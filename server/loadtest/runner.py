@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from server.loadtest.client import LeanSocket, SocketClosed
+from server.loadtest.client import EventHandler, LeanSocket, SocketClosed
 from server.loadtest.population import Population, populate
 from server.loadtest.stats import Summary
 
@@ -203,7 +203,7 @@ class LoadTest:
             self.result.errors["disconnects while idle"] += self.result.connected - still
 
     # receiving
-    def _receiver(self, index: int) -> Any:
+    def _receiver(self, index: int) -> EventHandler:
         assert self.population is not None
         my_chat = self.population.users[index].chat
         seen = self._seen[index]
