@@ -250,6 +250,8 @@ async def test_raw_long_polling_handshakes_authenticates_and_closes(server: Serv
         assert f"40{NS}," in seen and f'42{NS},["authenticated"' in seen
         async with session.post(url, data="1") as response:  # close
             assert response.status == 200
+        # no poll was open, and a client that said goodbye sends none: the session goes at once
+        assert sid not in server.app[SIO].eio.sockets
         async with session.get(url) as response:
             assert response.status == 400  # the session is gone
 

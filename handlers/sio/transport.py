@@ -347,6 +347,11 @@ class EngineSocket(AsyncSocket):
         if websocket is not None and self.closed and not websocket.done:
             # closed by the server (or for a missed pong): the CLOSE packet goes out, then the WebSocket closes
             self.queue.put_nowait(None)
+        elif websocket is None and self.closed and reason == self.server.reason.CLIENT_DISCONNECT:
+            # a long-polling client said goodbye: it sends no further request, and python-engineio forgets
+            # a closed polling session only on its next GET (or on its service round, up to ping_timeout
+            # later). Nothing is left to deliver, so it goes now; a poll still open returns as before.
+            self.server.sockets.pop(self.sid, None)
 
     async def _upgrade_websocket(self, environ: MutableMapping[str, Any]) -> web.WebSocketResponse:
         """Serve the WebSocket transport: python-engineio's `_websocket_handler`, read in this task."""
