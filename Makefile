@@ -1,47 +1,102 @@
 # WhatsChat: `make run` starts the server, `make test` runs every test.
-# Both create what they need (a virtualenv in .venv, npm packages for the Node tests).
+# Both create what they need (a virtualenv in .venv, npm packages for the Node tests, and for
+# `make test` redis-server and Chromium); `make check` is the quick loop beside `make test`.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum setup.cfg | cut -d' ' -f1)
+PIP := $(PY) -m pip --disable-pip-version-check
+# Every dependency pinned with hashes (`make lock` writes them): serving, and serving plus the `test` extra.
+SERVE_LOCK := requirements.lock
+TEST_LOCK := requirements-test.lock
+# A stamp per lock installed, named after the lock's and setup.cfg's content, so a changed lock reinstalls.
+# `make run` and `make test` share .venv: the locks pin the same versions, so either installs on the other.
+SERVE_STAMP := $(VENV)/.installed-serve-$(shell cat $(SERVE_LOCK) setup.cfg | cksum | cut -d' ' -f1)
+TEST_STAMP := $(VENV)/.installed-test-$(shell cat $(TEST_LOCK) setup.cfg | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/node/node_modules/.installed
 # the web client's Socket.IO library, copied from the npm package (web/package-lock.json) into web/vendor/
 WEB_BUNDLE := web/vendor/socket.io.esm.min.js
+# the lock tool, pinned so that `make lock` gives the same files everywhere
+UV_VERSION := 0.13.10
+# what `make check` leaves out (markers in setup.cfg): tests that need Node, Chromium or redis-server, and
+# slow ones; tests/browser needs the web client that npm builds. The rest runs on every core (pytest-xdist).
+CHECK_ARGS := -m 'not node and not browser and not redis and not slow' --ignore=tests/browser -n auto
 
-.PHONY: run test fuzz bench lint format clean venv node web
+.PHONY: run test check soak fuzz bench lint format lock clean venv node web tools system-packages
 
-run: $(STAMP) $(WEB_BUNDLE)
+run: $(SERVE_STAMP) $(WEB_BUNDLE)
 	$(PY) -m server serve
 
-test: $(STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
+test: tools $(TEST_STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# the quick loop (well under a minute): lint, then the tests that need neither Node, Chromium nor
+# redis-server and are not slow
+check: lint $(TEST_STAMP)
+	$(PY) -m pytest $(CHECK_ARGS) $(PYTEST_ARGS)
+
 # bounded fuzzing of a live server: schemathesis over the OpenAPI document, then the Socket.IO fuzzer
-fuzz: $(STAMP)
+fuzz: $(TEST_STAMP)
 	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
 
 # WhatsChat and a bare python-socketio server under the same load (server on CPU 0, load on CPU 1);
 # prints the table and writes docs/performance.md (about 10 minutes)
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-venv: $(STAMP)
+venv: $(TEST_STAMP)
 
-$(STAMP): setup.cfg
+# Exact versions and hashes resolved from setup.cfg for any platform; pins already in the locks are kept
+# unless asked: `make lock LOCK_ARGS=--upgrade`, or `LOCK_ARGS='--upgrade-package python-socketio'`.
+# The serving lock is constrained by the test lock, so both pin the same versions.
+COMPILE = $(VENV)/bin/uv pip compile setup.cfg --quiet --universal --generate-hashes --custom-compile-command 'make lock'
+lock:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+	$(PIP) install --quiet uv==$(UV_VERSION)
+	$(COMPILE) --extra test -o $(TEST_LOCK) $(LOCK_ARGS)
+	$(COMPILE) -c $(TEST_LOCK) -o $(SERVE_LOCK) $(LOCK_ARGS)
+
+# $(1): serve or test. Installs the lock (the stamp's first prerequisite) as is, then the project itself.
+define install
+test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PIP) install --quiet --require-hashes -r $<
+$(PIP) install --quiet --no-deps -e .
+rm -f $(VENV)/.installed-$(1)-*
+touch $@
+endef
+
+$(SERVE_STAMP): $(SERVE_LOCK) setup.cfg
+	$(call install,serve)
+
+$(TEST_STAMP): $(TEST_LOCK) setup.cfg
+	$(call install,test)
+
+# What `make test` needs from the system. Each tool is a prerequisite here; one to build (FerretDB, for
+# the MongoDB contract suite, comes next) gets a target of its own and joins this line.
+tools: system-packages
+
+# redis-server (tests/redis_support.py) and Debian's Chromium, since Playwright must never download a
+# browser (tests/browser/): installed with apt-get when run as root, else a message names the packages.
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "make test needs the Debian package(s)$$missing: apt-get install$$missing (as root)" >&2; \
+		exit 1; \
+	fi
 
 node: $(NODE_STAMP)
 

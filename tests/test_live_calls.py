@@ -31,6 +31,7 @@ from models.notifier import Notifier
 from models.store.sqlite import SqliteStore
 from tests.redis_support import RedisServer
 
+pytestmark = pytest.mark.redis  # starts a redis-server: `make check` leaves this module out
 RING = 0.3
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank")
 

@@ -24,6 +24,7 @@ from server.loadtest.runner import LoadTest, Options, rss_kib
 from server.loadtest.stats import Summary, percentile
 from tests.conftest import Server
 
+pytestmark = pytest.mark.slow  # many seconds of load: `make check` leaves this module out
 QUICK = {"duration": 1.0, "warmup": 0.3, "drain": 3.0, "progress": False}
 
 

@@ -28,6 +28,7 @@ from models.presence import PresenceService
 from models.ratelimit import Budgets, EventBudgets, Limiter, RateLimiter, RedisBudgets, RedisRateLimiter
 from tests.redis_support import RedisServer
 
+pytestmark = pytest.mark.redis  # starts a redis-server: `make check` leaves this module out
 ROOT = Path(__file__).resolve().parents[1]
 GRACE = 0.2  # seconds: a tiny grace period, so going offline is quick
 LONG_GRACE = 30.0  # for the tests that must see a user still within their grace period

@@ -1,6 +1,6 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the real app on a loopback port.
 
-Chromium is the `chromium` package (`.ci/run` installs it; locally a missing one
+Chromium is the `chromium` package (`make test` installs it; locally a missing one
 skips, under CI it fails, as `require_tool` does). Playwright never downloads a
 browser here: it launches /usr/bin/chromium through `executable_path`, headless,
 with a fresh empty profile (Playwright makes a new user-data-dir per launch) and
