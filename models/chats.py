@@ -66,10 +66,13 @@ class ChatService:
     async def views(self, viewer_id: str | None, pairs: list[tuple[Chat, Member | None]]) -> list[ChatView]:
         """Views of several chats for one viewer, with as few queries as the store allows.
 
+        A fixed number of store calls for the whole page, whatever its length: the
+        members and unread counts of every chat come from one `members_and_unread`.
         `viewer_id=None` is a broadcast to many viewers: presence depends on who
         looks (blocks, invisibility), so broadcasts carry none.
         """
-        members = {chat.id: await self.store.list_members(chat.id) for chat, _ in pairs}
+        marks = {chat.id: own.last_read_id for chat, own in pairs if own is not None} if viewer_id is not None else {}
+        members, unread = await self.store.members_and_unread([chat.id for chat, _ in pairs], viewer_id, marks)
         user_ids = {m.user_id for ms in members.values() for m in ms}
         users = await self.store.get_users(list(user_ids))
         hidden = set()
@@ -104,7 +107,7 @@ class ChatService:
                 name = others[0] if others else chat.name
             view = ChatView(chat, name, participants, last_view)
             if own is not None:
-                view.unread_count = await self.store.count_unread(chat.id, viewer_id, own.last_read_id)
+                view.unread_count = unread.get(chat.id, 0)
                 view.settings = {"muted": own.muted, "archived": own.archived}
                 view.role = own.role
             out.append(view)
@@ -193,7 +196,9 @@ class ChatService:
 
     async def update(self, identity: Identity, chat_id: str, changes: dict[str, Any], group: bool = False) -> ChatView:
         chat, member = await (self.group_membership if group else self.membership)(chat_id, identity.user.id)
-        self._require_admin(chat, member, "be renamed or changed")
+        if chat.type != "group":
+            raise Forbidden("Private chats cannot be renamed or changed")
+        self._require_admin(chat, member, "rename or change the group")
         fields = {
             "name": "name",
             "description": "description",
@@ -282,8 +287,11 @@ class ChatService:
         self._require_admin(chat, member, "change roles")
         if await self.store.update_member(chat.id, user_id, {"role": role}) is None:
             raise UserNotFound("Not a member of this group")
-        await self._keep_an_admin(chat, await self.store.list_members(chat.id), passed_over=user_id)
-        await self._announce_updated(chat)
+        members = await self.store.list_members(chat.id)
+        if any(m.role == "admin" for m in members):
+            await self._announce_updated(chat)
+        else:  # the only admin stepped down: the promotion's `chat_updated` tells both changes, once
+            await self._keep_an_admin(chat, members, passed_over=user_id)
         return {"userId": user_id, "role": role}
 
     async def mark_read(

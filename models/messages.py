@@ -281,7 +281,7 @@ class MessageService:
             "messages": [dump(v) for v in await self._views_across(new)],
             "changed": [dump(v) for v in await self._views_across(changed)],
             "hasMore": has_more,
-            "cursor": new[-1].id if new else bound if len(data["after"]) == 24 else data["after"],
+            "cursor": new[-1].id if new else bound if _ID.match(data["after"]) else data["after"],
         }
 
     async def delivered(self, identity: Identity, message_id: str) -> dict[str, Any]:

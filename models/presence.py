@@ -309,23 +309,38 @@ class PresenceService:
             return
         if remaining:
             return
+        # the grace period starts before the hooks run, as the Redis path sets `leaving:` before
+        # them: a socket opened while they run finds the user leaving and cancels it unseen
+        previous = self._leaving.pop(user_id, None)
+        if previous is not None:
+            previous.cancel()
+        self._leaving[user_id] = asyncio.ensure_future(self._go_offline_later(user_id))
         await self._last_socket_closed(user_id)
-        task = asyncio.ensure_future(self._go_offline_later(user_id))
-        self._leaving[user_id] = task
 
     async def _last_socket_closed(self, user_id: str) -> None:
+        """Run the hooks in order, stopping once a socket of the user opened here (they are back)."""
         for hook in self._on_last_socket:
+            if user_id in self._sockets:
+                return
             try:
                 await hook(user_id)
             except Exception:
                 log.exception("last-socket hook failed")
 
     async def _go_offline_later(self, user_id: str) -> None:
+        """Without Redis: offline after the grace period, unless a socket of the user opened meanwhile."""
         await asyncio.sleep(self.grace_period)
         if self._leaving.get(user_id) is not asyncio.current_task():
             return
         del self._leaving[user_id]
-        await self._went_offline(user_id)
+        if user_id in self._sockets:  # back: checked first, as `_FINISH` does on the Redis path
+            return
+        await self.store.update_user(user_id, {"last_seen": now_iso()})
+        if user_id in self._sockets:
+            # a socket opened during the write, after the grace period: its open announced
+            # online, which an announcement now would only repeat
+            return
+        await self.announce(user_id)
 
     async def _went_offline(self, user_id: str) -> None:
         await self.store.update_user(user_id, {"last_seen": now_iso()})

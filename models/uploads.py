@@ -24,9 +24,12 @@ from models.store.base import Store
 
 _MIME = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 _ID = re.compile(r"^[0-9a-f]{40}$")
-# shown in the page: anything else is offered as a download, so an uploaded
-# HTML or SVG file can never run script on this origin
-INLINE_TYPES = re.compile(r"^(image/(png|jpeg|gif|webp|avif|bmp)|audio/[\w.+-]+|video/[\w.+-]+|application/pdf)$")
+# shown in the page: passive types, which a browser displays but never runs (with
+# `nosniff` it cannot take them for another type). Anything else (HTML, SVG, XML,
+# script, and every type not known here) is served as a sandboxed download: see `sandboxed`
+INLINE_TYPES = re.compile(
+    r"^(image/(png|jpeg|gif|webp|avif|bmp)|audio/[\w.+-]+|video/[\w.+-]+|application/pdf|text/plain)$"
+)
 
 
 def clean_filename(name: str | None) -> str:
@@ -44,7 +47,20 @@ class UploadService:
 
     @staticmethod
     def inline(mime_type: str) -> bool:
+        """Shown in the page rather than offered as a download: only the passive types."""
         return INLINE_TYPES.match(mime_type) is not None
+
+    @classmethod
+    def sandboxed(cls, mime_type: str) -> bool:
+        """Served with a sandboxing Content-Security-Policy besides `attachment`.
+
+        The file keeps its own type, so a client knows what it got; the policy is what
+        stops script on this origin should a browser render an active type anyway
+        (one that ignores the disposition, say). A deny-list of active types would miss
+        some, so everything not known passive is sandboxed. Not the passive ones: they
+        need none, and Chrome's viewer will not open a sandboxed PDF.
+        """
+        return not cls.inline(mime_type)
 
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id[:2] / upload_id

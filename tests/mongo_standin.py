@@ -30,7 +30,7 @@ import mongomock
 from mongomock.filtering import filter_applies
 from mongomock.store import ServerStore
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 
 NAME = "mongomock-standin"
 
@@ -137,6 +137,12 @@ class StandinCollection:
         self._record(where)
         return self._collection.count_documents(where)
 
+    async def aggregate(self, pipeline: list[dict[str, Any]]) -> StandinCursor:
+        """Recorded by its leading `$match`, the stage that picks the documents (and so the index)."""
+        first = pipeline[0] if pipeline else {}
+        query = self._record(first.get("$match", {}))
+        return StandinCursor(iter(list(self._collection.aggregate(pipeline))), query)
+
     async def distinct(self, key: str, where: dict[str, Any] | None = None) -> list[Any]:
         self._record(where or {})
         return self._collection.distinct(key, where or {})
@@ -239,3 +245,37 @@ class StandinServer:
 
     def client(self, host: str) -> StandinClient:
         return StandinClient(host, server=self)
+
+
+class UnreachableClient:
+    """`UnreachableClient(url)`: a client of a server that never answers.
+
+    Like `AsyncMongoClient`, it is made without contacting anyone; every command
+    then fails as PyMongo's do once server selection gives up.
+    """
+
+    name = NAME
+
+    def __init__(self, host: str = "mongodb://localhost/whatschat") -> None:
+        self.host = host
+
+    def _refused(self) -> ServerSelectionTimeoutError:
+        return ServerSelectionTimeoutError(f"{self.host}: [Errno 111] Connection refused (stand-in)")
+
+    def get_database(self, name: str, **options: Any) -> UnreachableClient:
+        return self
+
+    def get_default_database(self, default: str | None = None, **options: Any) -> UnreachableClient:
+        return self
+
+    def get_collection(self, name: str, **options: Any) -> UnreachableClient:
+        return self
+
+    async def create_index(self, keys: Any, **options: Any) -> str:
+        raise self._refused()
+
+    async def command(self, command: str | dict[str, Any]) -> dict[str, Any]:
+        raise self._refused()
+
+    async def close(self) -> None:
+        pass

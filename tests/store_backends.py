@@ -25,7 +25,7 @@ from models.store.base import Store
 from models.store.mongo import MongoStore
 from models.store.sqlite import SqliteStore
 from tests.mongo_standin import NAME as STANDIN
-from tests.mongo_standin import StandinServer
+from tests.mongo_standin import StandinServer, UnreachableClient
 
 MONGODB_URL = os.environ.get("WHATSCHAT_TEST_MONGODB_URL", "")
 
@@ -56,6 +56,17 @@ class Backend:
             store = MongoStore("mongodb://standin/whatschat", client=self.standin.client)
         else:
             store = MongoStore(MONGODB_URL, database=self.database)
+        self.stores.append(store)
+        return store
+
+    def unreachable(self) -> Store:
+        """A store of this backend whose storage cannot be reached: a directory for SQLite, no server for MongoDB."""
+        if self.kind == "sqlite":
+            store: Store = SqliteStore(self.path.parent)
+        elif self.standin is not None:
+            store = MongoStore("mongodb://standin/whatschat", client=UnreachableClient)
+        else:  # nothing listens on port 1
+            store = MongoStore("mongodb://127.0.0.1:1/whatschat?serverSelectionTimeoutMS=300")
         self.stores.append(store)
         return store
 

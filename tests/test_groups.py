@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.clock import iso
-from tests.chat_support import MISSING, new_group
+from tests.chat_support import MISSING, connect, new_group, rest_send
 from tests.rest_support import assert_error
 
 
@@ -177,6 +177,7 @@ async def test_only_admins_rename(api, make_user):
     group = await new_group(api, a, [b])
     status, body = await api.put(f"/groups/{group['id']}", token=b.token, json={"name": "mine"})
     assert_error(status, body, 403, "AUTH_004")
+    assert body["message"] == "Only group admins may rename or change the group", body
     assert (await group_of(api, a, group["id"]))["name"] == "crew"
     status, body = await api.put(
         f"/groups/{group['id']}", token=a.token, json={"name": "renamed", "description": "about"}
@@ -212,6 +213,23 @@ async def test_only_admins_change_roles(api, make_user):
     status, body = await set_role(api, a, group["id"], outsider, "admin")
     assert_error(status, body, 404, "AUTH_002")
     assert outsider.id not in await roles(api, a, group["id"])
+
+
+@pytest.mark.parametrize("demoting_the_only_admin", [False, True])
+async def test_one_role_change_is_one_chat_updated(api, make_user, sockets, demoting_the_only_admin):
+    """Also when the only admin steps down and the longest-standing other is promoted with it."""
+    a, b = await make_user(), await make_user()
+    group = await new_group(api, a, [b])
+    watcher = await connect(sockets, b)
+    who, role = (a, "member") if demoting_the_only_admin else (b, "admin")
+    status, body = await set_role(api, a, group["id"], who, role)
+    assert status == 200, body
+    marker = await rest_send(api, a, group["id"], "marker")  # the same room delivers it after any chat_updated
+    assert (await watcher.seen.wait_for("new_message"))[-1]["id"] == marker["id"]
+
+    updates = watcher.seen.of("chat_updated")
+    assert len(updates) == 1, updates
+    assert {p["id"]: p["role"] for p in updates[0]["participants"]} == {a.id: role, b.id: "admin"}
 
 
 async def test_only_admins_remove_others(api, make_user):

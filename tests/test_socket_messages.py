@@ -371,6 +371,30 @@ async def test_sync_with_a_limit_answers_the_oldest_and_has_more(
     assert len(exact["data"]["messages"]) == 3 and exact["data"]["hasMore"] is False, exact
 
 
+async def test_sync_answers_the_cursor_it_was_given_when_nothing_is_new(
+    api: Api, make_user: Callable[..., Any], sockets: Callable[..., Any]
+) -> None:
+    """The cursor is the last new message's id, else `after` itself: an id, or a time as sent.
+
+    The server's own times are 24 characters long, like ids: a time must not come back as an id.
+    """
+    alice, bob = await make_user(), await make_user()
+    chat = await private_chat(api, alice, bob)
+    first, last = [await rest_send(api, alice, chat, f"m{i}") for i in range(2)]
+    bob_socket = await connect(sockets, bob)
+    assert len(last["createdAt"]) == 24, last
+
+    for after, cursor in (
+        (first["id"], last["id"]),  # new messages: the last one's id
+        (last["id"], last["id"]),  # nothing new after an id: that id
+        (last["createdAt"], last["createdAt"]),  # nothing new after one of the server's times: that time
+        ("2999-01-01T00:00:00Z", "2999-01-01T00:00:00Z"),  # nothing new after a time of another length
+    ):
+        answer = await bob_socket.call("sync", {"after": after})
+        assert answer["success"] is True, answer
+        assert answer["data"]["cursor"] == cursor, (after, answer)
+
+
 # idempotency --------------------------------------------------------------------------------------------------------
 
 

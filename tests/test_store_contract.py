@@ -7,6 +7,7 @@ when `WHATSCHAT_TEST_MONGODB_URL` is set (see `tests/store_backends.py`).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from models.clock import iso, new_id
 from models.documents import Call, CallParticipant, Chat, Member, Message, Session, Upload, User
-from models.store.base import DuplicateKey, Store
+from models.store.base import ConstraintViolation, DuplicateKey, Store, StoreUnavailable
 from tests import store_backends
 from tests.store_backends import MONGO_BACKENDS, Backend
 
@@ -463,6 +464,26 @@ async def test_insert_message_makes_it_the_chats_last(store):
     assert await store.count_messages(chat.id) == 2
 
 
+async def test_the_chats_last_message_never_moves_back_to_an_older_one(store):
+    """A send takes its id before its awaited checks, so an older id can commit after a newer one.
+
+    Whichever lands last, the chat's last message and activity stay the newest (ids
+    and times sort together), on the plain insert and on the send path's alike.
+    """
+    alice, bob = await users(store, "alice", "bob")
+    for insert in (store.insert_message, store.insert_message_if_allowed):
+        chat = await group(store, alice, bob, last_activity=at(0))
+        reply = a_message(chat.id, alice.id, "a reply, checked first", when=5)
+        newer = a_message(chat.id, bob.id, "sent meanwhile", when=6)
+        await insert(newer)
+        await insert(reply)
+        stored = await store.get_chat(chat.id)
+        assert stored is not None
+        assert (stored.last_message_id, stored.last_activity, stored.message_count) == (newer.id, at(6), 2), insert
+        pairs, _ = await store.user_chats(alice.id, None, None, 1, 1)
+        assert pairs[0][0].last_message_id == newer.id, insert
+
+
 async def test_a_client_id_is_unique_per_sender(store):
     alice, bob = await users(store, "alice", "bob")
     chat = await group(store, alice, bob)
@@ -781,6 +802,106 @@ async def test_an_object_where_a_string_belongs_never_becomes_an_operator(store)
         with pytest.raises(TypeError):
             await attempt
     # and in the values and field names of a change
+# a page of chats at once
+
+
+async def test_members_and_unread_answer_a_page_of_chats_at_once(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    one, two = await group(store, alice, bob), await group(store, carol, bob, alice)
+    nobody = new_id()
+    first = await send(store, one, bob, when=1)
+    await send(store, one, alice, when=2)
+    await send(store, one, bob, when=3)
+    await send(store, two, carol, when=4)
+    gone = await send(store, two, bob, when=5)
+    await store.update_message(gone.id, {"content": "", "deleted": 1})
+    members, unread = await store.members_and_unread(
+        [one.id, two.id, nobody], alice.id, {one.id: first.id, two.id: None, nobody: None}
+    )
+    assert members == {one.id: await store.list_members(one.id), two.id: await store.list_members(two.id), nobody: []}
+    assert [m.user_id for m in members[two.id]] == [carol.id, bob.id, alice.id]  # join order
+    assert unread == {one.id: 1, two.id: 1, nobody: 0}
+    for chat_id, mark in ((one.id, first.id), (two.id, None)):
+        assert unread[chat_id] == await store.count_unread(chat_id, alice.id, mark)
+    members, unread = await store.members_and_unread([one.id])
+    assert list(members) == [one.id] and unread == {}
+    assert await store.members_and_unread([], alice.id, {}) == ({}, {})
+
+
+# errors: every backend raises the same store error for the same failure
+
+
+async def test_a_duplicate_id_names_the_id(store):
+    alice, bob = await users(store, "alice", "bob")
+    with pytest.raises(DuplicateKey) as caught:
+        await store.insert_user(dataclasses.replace(a_user("other"), id=alice.id))
+    assert caught.value.field == "id"
+    chat = await group(store, alice, bob)
+    sent = await send(store, chat, alice)
+    with pytest.raises(DuplicateKey) as caught:
+        await store.insert_message(dataclasses.replace(a_message(chat.id, bob.id, "again"), id=sent.id))
+    assert caught.value.field == "id"
+
+
+async def test_a_member_of_a_chat_that_does_not_exist_is_a_constraint_violation_not_a_duplicate(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice)
+    nowhere = new_id()
+    with pytest.raises(ConstraintViolation) as caught:
+        await store.add_members([a_member(chat.id, bob.id), a_member(nowhere, bob.id)])
+    assert not isinstance(caught.value, DuplicateKey)
+    assert await store.get_member(nowhere, bob.id) is None
+    assert await store.user_chat_ids(bob.id) == []  # nothing of the refused call was stored
+
+
+async def test_a_closed_store_is_unavailable(store):
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.get_user(new_id())
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+
+
+async def test_a_store_that_cannot_reach_its_storage_is_unavailable(backend: Backend):
+    unreachable = backend.unreachable()
+    with pytest.raises(StoreUnavailable) as caught:
+        await unreachable.open()
+    assert str(caught.value)  # a message the command line can print instead of a traceback
+
+
+async def test_a_change_may_only_name_fields_of_the_document_and_plain_values(store):
+    """The field names of `changes` are checked against the document on every backend (SQLite writes them into SQL)."""
+    alice, bob = await users(store, "alice", "bob")
+    message = await send(store, await group(store, alice, bob), alice)
+    chat, members = await store.get_chat(message.chat_id), await store.list_members(message.chat_id)
+    assert chat is not None
+    attempts = [
+        store.update_chat(chat.id, {"name = 'taken', created_by": bob.id}),
+        store.update_chat(chat.id, {"no_such_field": 1}),
+        store.update_chat(chat.id, {"id": new_id()}),
+        store.update_member(chat.id, bob.id, {"role = 'admin', muted": 1}),
+        store.update_member(chat.id, bob.id, {"chat_id": new_id()}),
+        store.update_message(message.id, {"sender_id = ?, content": "x"}),
+        store.update_message(message.id, {"id": new_id()}),
+        store.update_user(bob.id, {"role = 'admin', status": "x"}),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError, match="not document fields"):
+            await attempt
+    for attempt in [
+        store.update_chat(chat.id, {"name": {"$ne": None}}),
+        store.update_member(chat.id, bob.id, {"role": ["admin"]}),
+        store.update_message(message.id, {"metadata": "not an object"}),
+        store.update_user(bob.id, {"username": {"$ne": None}}),
+    ]:
+        with pytest.raises(TypeError):
+            await attempt
+    assert await store.get_chat(chat.id) == chat
+    assert await store.list_members(chat.id) == members
+    assert await store.get_message(message.id) == message
+    assert await store.get_user(bob.id) == bob
+
+
     with pytest.raises(TypeError):
         await store.update_user(bob.id, {"username": anything})
     with pytest.raises(ValueError, match="not document fields"):

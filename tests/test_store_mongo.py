@@ -12,17 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pymongo.errors import AutoReconnect, DuplicateKeyError
+from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure, WriteError
 
 from models.clock import new_id
-from models.store import DEFAULT_MONGODB_URL, StoreError, create_store
+from models.store import (
+    DEFAULT_MONGODB_URL,
+    ConstraintViolation,
+    DuplicateKey,
+    StoreError,
+    StoreUnavailable,
+    create_store,
+)
 from models.store.mongo import MongoStore
 from models.store.mongo_base import COLLECTIONS, INDEXES, duplicate_key
 from server.config import load_config
 from tests import store_backends
 from tests.mongo_standin import StandinClient, StandinServer
 from tests.store_backends import MONGO_BACKENDS, MONGO_STANDIN, REAL_MONGODB, Backend
-from tests.test_store_contract import a_call, a_member, a_session, group, send, users
+from tests.test_store_contract import a_call, a_member, a_session, a_user, group, send, users
 
 backend, store = store_backends.backend, store_backends.store
 on_mongo = pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
@@ -65,6 +72,27 @@ async def test_driver_errors_become_store_errors(store: MongoStore, monkeypatch)
     with pytest.raises(StoreError, match="connection lost") as caught:
         await store.get_user(new_id())
     assert isinstance(caught.value.__cause__, AutoReconnect)
+
+
+@on_mongo
+async def test_each_driver_error_becomes_its_store_error(store: MongoStore, monkeypatch):
+    """Lost connections are `StoreUnavailable`, a failed document validation a `ConstraintViolation`."""
+    errors: list[Exception] = [
+        DuplicateKeyError("E11000 index: email_unique dup key", 11000),
+        WriteError("Document failed validation", 121),
+        AutoReconnect("connection lost"),
+        OperationFailure("unknown operator: $nope", 2),
+    ]
+    expected = [DuplicateKey, ConstraintViolation, StoreUnavailable, StoreError]
+
+    async def failing(*_: Any, **__: Any) -> Any:
+        raise errors.pop(0)
+
+    monkeypatch.setattr(store.users, "insert_one", failing)
+    for kind in expected:
+        with pytest.raises(StoreError) as caught:
+            await store.insert_user(a_user("alice"))
+        assert type(caught.value) is kind
 
 
 def test_the_duplicate_field_is_named_from_the_key_pattern_or_else_the_index_name():
@@ -121,6 +149,7 @@ async def _workload(store: MongoStore) -> None:
     await store.count_messages(chat.id)
     await store.count_messages(chat.id, "y")
     await store.count_unread(chat.id, bob.id, None)
+    await store.members_and_unread([chat.id], bob.id, {chat.id: None})
     await store.messages_after([chat.id], "", 10)
     await store.messages_changed_since([chat.id], "", message.id, 10)
     await store.save_call(a_call(alice, bob))

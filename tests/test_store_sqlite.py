@@ -7,9 +7,13 @@ called once with its helpers recorded, then every statement it ran is explained.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ import pytest
 from models.clock import iso_in, new_id, now_iso
 from models.documents import Chat, Member, Message, Session, User
 from models.store import sqlite_base
+from models.store.base import ConstraintViolation, DuplicateKey, StoreError, StoreUnavailable
 from models.store.sqlite import SqliteStore
 from models.store.sqlite_schema import MIGRATIONS
 
@@ -61,9 +66,9 @@ async def test_wal_mode(store):
 
 
 async def _plans(store: SqliteStore, call: Callable[[], Awaitable[Any]], monkeypatch) -> list[tuple[str, str]]:
-    """Run `call` recording every read statement, then explain each one."""
+    """Run `call` recording every read statement (and `... RETURNING` write), then explain each one."""
     ran: list[tuple[str, tuple[Any, ...]]] = []
-    for helper in ("_one", "_all"):
+    for helper in ("_one", "_all", "_write_returning"):
         original = getattr(store, helper)
 
         async def recording(sql: str, params: Any = (), _original: Any = original) -> Any:
@@ -207,13 +212,14 @@ async def test_search_reads_the_index_not_the_chat(store, monkeypatch):
     chat_id, _ = await _chat_with(store, [f"message number {n}" for n in range(30)])
     await store.catch_up_search()
     ran: list[tuple[str, list[Any]]] = []
-    original = store.db.execute_fetchall
+    for reader in store._readers:  # searches read on the readers, never on the writer
+        original = reader.execute_fetchall
 
-    async def recording(sql: str, params: Any = ()) -> Any:
-        ran.append((sql, list(params)))
-        return await original(sql, params)
+        async def recording(sql: str, params: Any = (), _original: Any = original) -> Any:
+            ran.append((sql, list(params)))
+            return await _original(sql, params)
 
-    monkeypatch.setattr(store.db, "execute_fetchall", recording)
+        monkeypatch.setattr(reader, "execute_fetchall", recording)
     assert len(await store.list_messages(chat_id, limit=5, search="number 2")) == 5
     assert await store.count_messages(chat_id, "NUMBER 1") == 11
     monkeypatch.undo()
@@ -297,3 +303,125 @@ async def test_the_background_round_indexes_without_a_search(tmp_path):
         assert [row[0] for row in keys] == [sent[0].id]
     finally:
         await store.close()
+
+
+# the chat's last message (migration 5)
+
+
+async def test_migrating_keeps_the_chats_last_message_from_moving_back(tmp_path):
+    """A database whose trigger overwrote the last message: after `open`, an older id never replaces it."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        old.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    old.execute(
+        "INSERT INTO chats (id, type, created_by, last_activity, created_at, updated_at)"
+        " VALUES (?, 'group', 'u', '2030-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z', '2030-01-01T00:00:00.000Z')",
+        ("c" * 24,),
+    )
+    old.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.schema_version() == len(MIGRATIONS) >= 5
+        older, newer = (
+            Message(new_id(), "c" * 24, "u", text, "text", f"2030-01-01T00:00:0{n}.000Z", f"2030-01-01T00:00:0{n}.000Z")
+            for n, text in ((5, "reply"), (6, "newer"))
+        )
+        await store.insert_message(newer)
+        await store.insert_message(older)
+        chat = await store.get_chat("c" * 24)
+        assert chat is not None
+        assert (chat.last_message_id, chat.last_activity, chat.message_count) == (newer.id, newer.created_at, 2)
+    finally:
+        await store.close()
+
+
+# errors
+
+
+async def test_a_locked_database_is_unavailable_not_a_driver_error(store):
+    """Another process holding the write lock past the busy timeout: `StoreUnavailable`, which the CLI prints."""
+    await store.db.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreUnavailable, match="locked") as caught:
+            await store.insert_user(_user("alice"))
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    finally:
+        other.close()
+    await store.insert_user(_user("bob"))
+
+
+async def test_each_driver_error_becomes_its_store_error(store):
+    """The translation holds inside `transaction()` too, not only around the store's methods."""
+
+    async def one_pair_key_twice() -> None:
+        async with store.transaction() as db:
+            await db.execute(
+                "INSERT INTO chats (id, type, created_by, last_activity, created_at, updated_at)"
+                " VALUES ('c', 'private', 'u', '', '', ''), ('d', 'private', 'u', '', '', '')"
+            )
+            await db.execute("UPDATE chats SET pair_key = 'a:b'")
+
+    with pytest.raises(DuplicateKey) as duplicate:
+        await one_pair_key_twice()
+    assert duplicate.value.field == "pair_key"
+    with pytest.raises(ConstraintViolation, match="NOT NULL"):
+        await store.insert_user(replace(_user("nobody"), email=None))  # type: ignore[arg-type]
+    with pytest.raises(StoreError) as broken:
+        await store.explain("SELECT no_such_column FROM users")
+    assert not isinstance(broken.value, (DuplicateKey, ConstraintViolation, StoreUnavailable))
+
+
+# reads on connections of their own
+
+
+async def test_a_read_does_not_see_a_transaction_before_it_commits(store):
+    alice = _user("alice")
+    async with store.transaction() as db:
+        await db.execute(
+            "INSERT INTO users (id, email, username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (alice.id, alice.email, alice.username, alice.password_hash, alice.created_at, alice.updated_at),
+        )
+        assert await asyncio.create_task(store.get_user(alice.id)) is None  # a concurrent request's read
+        assert await store.count_users() == 0
+    assert await store.get_user(alice.id) == alice
+
+
+async def test_a_read_does_not_wait_behind_the_writers_statement(store):
+    """The writer busy with a long statement (a big transaction's work): a read still answers at once."""
+    slow = asyncio.create_task(
+        store.db.execute_fetchall(
+            "WITH RECURSIVE n (x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) SELECT count(*) FROM n"
+        )
+    )
+    await asyncio.sleep(0.01)  # the statement is running on the writer's thread
+    assert await store.get_user(new_id()) is None
+    assert not slow.done()
+    assert list((await slow)[0]) == [3000000]
+
+
+def _open_files(path: Path) -> list[str]:
+    """This process's descriptors open on the database, its WAL or its shared memory."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(str(path)):
+                found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list open files")
+async def test_close_closes_every_connection(tmp_path):
+    path = tmp_path / "store.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.get_user(new_id())
+    await store.insert_user(_user("alice"))
+    assert _open_files(path)
+    await store.close()
+    assert _open_files(path) == []

@@ -79,16 +79,48 @@ async def test_purpose_may_come_after_the_file_and_defaults_to_message(api, make
     assert status == 201 and body["data"]["purpose"] == "message"
 
 
-async def test_html_is_offered_as_a_download(api, server, make_user):
+@pytest.mark.parametrize(
+    ("content", "filename", "content_type"),
+    [
+        (b"<html><script>alert(document.cookie)</script></html>", "evil.html", "text/html"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', "evil.svg", "image/svg+xml"),
+        (
+            b'<?xml version="1.0"?><x:script xmlns:x="http://www.w3.org/1999/xhtml">alert(1)</x:script>',
+            "e.xml",
+            "text/xml",
+        ),
+        (b"alert(document.cookie)", "evil.js", "text/javascript"),
+        (b"\x00\x01 unknown", "blob.bin", "application/x-whatever"),
+    ],
+    ids=["html", "svg", "xml", "javascript", "unknown"],
+)
+async def test_active_types_keep_their_type_but_download_sandboxed(
+    api, server, make_user, content, filename, content_type
+):
+    """A type a browser would render, or one we do not know, comes back as a sandboxed attachment."""
     user = await make_user()
-    page = b"<html><script>alert(document.cookie)</script></html>"
-    status, body = await upload(api, user.token, form(page, "evil.html", "text/html"))
+    status, body = await upload(api, user.token, form(content, filename, content_type))
     assert status == 201, body
-    status, content, headers = await fetch(api.session, server.url + body["data"]["url"])
-    assert status == 200 and content == page
+    status, served, headers = await fetch(api.session, server.url + body["data"]["url"])
+    assert status == 200 and served == content
+    assert headers["Content-Type"].split(";")[0] == content_type
     assert headers["Content-Disposition"].startswith("attachment")
-    assert "html" not in headers["Content-Type"]
     assert headers["X-Content-Type-Options"] == "nosniff"
+    policy = [p.strip() for p in headers["Content-Security-Policy"].split(";")]
+    assert "sandbox" in policy and "default-src 'none'" in policy, policy
+
+
+async def test_text_comes_back_as_text(api, server, make_user):
+    """Not as `application/octet-stream`: a client can show it, and nosniff keeps it text."""
+    user = await make_user()
+    status, body = await upload(api, user.token, form(b"hello\n", "note.txt", "text/plain; charset=utf-8"))
+    assert status == 201, body
+    assert body["data"]["mimeType"] == "text/plain"
+    status, content, headers = await fetch(api.session, server.url + body["data"]["url"])
+    assert status == 200 and content == b"hello\n"
+    assert headers["Content-Type"] == "text/plain"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Disposition"].startswith("inline")
 
 
 async def test_a_type_is_guessed_from_the_name_when_the_client_sends_none(api, server, make_user):

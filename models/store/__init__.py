@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from models.store.base import DuplicateKey, Store, StoreError
+from models.store.base import ConstraintViolation, DuplicateKey, Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from server.config import Config
 
-__all__ = ["DEFAULT_MONGODB_URL", "DuplicateKey", "Store", "StoreError", "create_store"]
+__all__ = [
+    "DEFAULT_MONGODB_URL",
+    "ConstraintViolation",
+    "DuplicateKey",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "create_store",
+]
 
 DEFAULT_MONGODB_URL = "mongodb://localhost:27017/whatschat"
 

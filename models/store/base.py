@@ -1,8 +1,20 @@
 """The store interface every backend implements.
 
 Services depend on this class only, never on a driver. Each backend translates
-its driver's errors into the two store errors below in one place, and passes the
-same contract suite (`tests/test_store_contract.py`).
+its driver's errors into the store errors below in one place (a wrapper around
+every public method), and passes the same contract suite
+(`tests/test_store_contract.py`):
+
+- a unique field already taken: `DuplicateKey(field)`, which callers act on
+  (a taken email is a 409, a repeated client id answers the stored message);
+- any other broken constraint (a member of a chat that does not exist, a missing
+  required value): `ConstraintViolation`, a bug in the caller, never retried;
+- the storage cannot be reached or used (cannot open, disk I/O, locked, connection
+  lost, not open): `StoreUnavailable`, which may pass by itself;
+- anything else the driver raises: `StoreError`.
+
+Input the store refuses before any driver sees it stays a `TypeError` (a value of
+the wrong type) or `ValueError` (a field name a document does not have).
 """
 
 from __future__ import annotations
@@ -23,6 +35,21 @@ class DuplicateKey(StoreError):
     def __init__(self, field: str) -> None:
         self.field = field
         super().__init__(f"duplicate {field}")
+
+
+class ConstraintViolation(StoreError):
+    """A write broke a constraint that is not uniqueness (a reference to nothing, a missing value).
+
+    Distinct from `DuplicateKey` so that no caller mistakes it for "already there"
+    and answers a stored document that does not exist.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The storage cannot be reached or used right now: cannot open, disk I/O, locked, connection lost.
+
+    The command line prints it as one line; `/health` answers 503 `SYS_001`.
+    """
 
 
 class Store(ABC):
@@ -137,7 +164,10 @@ class Store(ABC):
 
     @abstractmethod
     async def add_members(self, members: list[Member]) -> None:
-        """Insert members; ones already present are left as they are."""
+        """Insert members; ones already present are left as they are.
+
+        `ConstraintViolation`, with none of them added, when a chat does not exist.
+        """
 
     @abstractmethod
     async def remove_member(self, chat_id: str, user_id: str) -> bool: ...
@@ -154,6 +184,19 @@ class Store(ABC):
         self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
     ) -> tuple[list[tuple[Chat, Member]], int]:
         """The user's chats, latest activity first, with the user's membership, and the total."""
+
+    @abstractmethod
+    async def members_and_unread(
+        self, chat_ids: list[str], reader_id: str | None = None, read_marks: dict[str, str | None] | None = None
+    ) -> tuple[dict[str, list[Member]], dict[str, int]]:
+        """What a page of chats shows, for the whole page at once rather than per chat.
+
+        The members of each of `chat_ids` in join order (as `list_members`; none for
+        an unknown chat) and, for `reader_id`, the unread count of each chat of
+        `read_marks` (chat id -> the reader's last read id), as `count_unread` counts
+        it. A constant number of queries whatever the page's length: a chat list
+        must not cost a round trip per chat.
+        """
 
     @abstractmethod
     async def user_chat_ids(self, user_id: str) -> list[str]: ...

@@ -14,11 +14,11 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from models.documents import Page, Session, User
+from models.store.fields import USER_FIELDS
 from models.store.mongo_base import (
     checked_changes,
     contains,
     count,
-    field_names,
     from_doc,
     page_of,
     text,
@@ -28,7 +28,6 @@ from models.store.mongo_base import (
 from models.store.mongo_calls import CallCollections
 from models.store.mongo_chats import ChatCollections
 
-_USER_FIELDS = field_names(User) - {"id", "created_at"}
 _NO_FLAGS: frozenset[str] = frozenset()
 
 
@@ -64,7 +63,7 @@ class MongoStore(ChatCollections, CallCollections):
         return _user(await self.users.find_one({"email": text(email)}))
 
     async def update_user(self, user_id: str, changes: dict[str, Any]) -> User | None:
-        values = checked_changes(changes, _USER_FIELDS, _NO_FLAGS)
+        values = checked_changes(changes, USER_FIELDS, _NO_FLAGS)
         if "username" in values:
             values["username_lower"] = text(values["username"]).lower()
         if values:

@@ -24,9 +24,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, WriteConcern
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WTimeoutError,
+)
 
-from models.store.base import DuplicateKey, Store, StoreError
+from models.store.base import ConstraintViolation, DuplicateKey, Store, StoreError, StoreUnavailable
+from models.store.fields import check_changes, field_names
 
 DEFAULT_DATABASE = "whatschat"
 COLLECTIONS = ("users", "sessions", "reset_tokens", "blocks", "chats", "members", "messages", "uploads", "calls")
@@ -70,17 +79,53 @@ _INDEX_FIELDS = {
     "_id_": "id",
 }
 _INDEX_IN_MESSAGE = re.compile(r"index: (\S+)")
+_DUPLICATE_CODE = 11000
 
 
 def duplicate_key(exc: DuplicateKeyError) -> DuplicateKey:
     """Name the unique field from the server's answer (`keyPattern`, else the index name in the message)."""
-    details = exc.details or {}
+    return _duplicate(exc.details or {}, str(exc))
+
+
+def _duplicate(details: dict[str, Any], message: str) -> DuplicateKey:
+    """A duplicate key error's answer (or a bulk write's write error) as `DuplicateKey(field)`."""
     pattern = details.get("keyPattern") or {}
     if pattern:
         key = list(pattern)[-1]
         return DuplicateKey(_KEY_FIELDS.get(key, key))
-    found = _INDEX_IN_MESSAGE.search(str(exc))
+    found = _INDEX_IN_MESSAGE.search(message)
     return DuplicateKey(_INDEX_FIELDS.get(found.group(1), "id") if found else "id")
+
+
+# server error codes that say the server cannot serve now (shutting down, stepping down, unreachable, too slow)
+_UNAVAILABLE_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 10107, 11600, 11602, 13435, 13436})
+_VALIDATION_FAILED = 121
+
+
+def _server_error(exc: PyMongoError) -> dict[str, Any]:
+    """The server's answer with its `code`: a bulk write's first write error, none for a client-side error."""
+    if not isinstance(exc, OperationFailure):
+        return {}
+    details = exc.details or {}
+    if isinstance(exc, BulkWriteError):
+        return (details.get("writeErrors") or [{}])[0]
+    return {**details, "code": exc.code}
+
+
+def store_error(exc: PyMongoError) -> StoreError:
+    """The store error for a driver error: this backend's one translation (see `models/store/base.py`)."""
+    if isinstance(exc, DuplicateKeyError):
+        return duplicate_key(exc)
+    error = _server_error(exc)
+    code = error.get("code")
+    message = f"MongoDB: {_first_line(exc)}"
+    if code == _DUPLICATE_CODE:
+        return _duplicate(error, str(error.get("errmsg", exc)))
+    if code == _VALIDATION_FAILED:
+        return ConstraintViolation(message)
+    if isinstance(exc, (ConnectionFailure, WTimeoutError, ExecutionTimeout)) or code in _UNAVAILABLE_CODES:
+        return StoreUnavailable(message)
+    return StoreError(message)
 
 
 def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,10 +133,8 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
     async def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return await method(*args, **kwargs)
-        except DuplicateKeyError as exc:
-            raise duplicate_key(exc) from exc
         except PyMongoError as exc:
-            raise StoreError(f"MongoDB: {_first_line(exc)}") from exc
+            raise store_error(exc) from exc
 
     return run
 
@@ -125,24 +168,10 @@ def contains(search: Any) -> dict[str, str]:
     return {"$regex": re.escape(text(search)), "$options": "i"}
 
 
-_PLAIN = (str, int, float, bool, type(None))
-
-
 def checked_changes(changes: dict[str, Any], allowed: frozenset[str], booleans: frozenset[str]) -> dict[str, Any]:
-    """`changes` as a `$set`: known fields only, plain values only, flags as booleans."""
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValueError(f"not document fields: {sorted(unknown)}")
-    out = {}
-    for name, value in changes.items():
-        if not isinstance(value, _PLAIN):
-            raise TypeError(f"{name}: expected a plain value, got {type(value).__name__}")
-        out[name] = bool(value) if name in booleans else value
-    return out
-
-
-def field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
+    """`changes` as a `$set`: checked as every backend checks them (`check_changes`), flags as booleans."""
+    check_changes(changes, allowed)
+    return {name: bool(value) if name in booleans else value for name, value in changes.items()}
 
 
 def to_doc(record: Any, *, key: str | None = None) -> dict[str, Any]:
@@ -173,9 +202,11 @@ async def page_of(cursor: Any, skip: int, limit: int) -> list[dict[str, Any]]:
 class MongoBase(Store):
     """The client, the collections and the indexes the collection groups share.
 
-    Every public coroutine a subclass defines is wrapped, once, here: a
-    `DuplicateKeyError` becomes `DuplicateKey(field)` and any other driver error a
-    `StoreError`. `TypeError`/`ValueError` from the input checks pass unchanged.
+    Every public coroutine a subclass defines is wrapped, once, here: driver
+    errors leave as the store errors of `models/store/base.py`, decided in one
+    place, `store_error` (a duplicate key, a failed validation, a server that cannot
+    be reached or cannot serve now, anything else). `TypeError`/`ValueError` from
+    the input checks pass unchanged.
     """
 
     name = "mongodb"
@@ -199,7 +230,7 @@ class MongoBase(Store):
 
     def collection(self, name: str) -> Any:
         if not self._collections:
-            raise StoreError("store is not open")
+            raise StoreUnavailable("MongoDB: store is not open")
         return self._collections[name]
 
     @property
@@ -256,7 +287,7 @@ class MongoBase(Store):
             with contextlib.suppress(Exception):
                 await self.close()
             if isinstance(exc, PyMongoError):
-                raise StoreError(f"MongoDB: {_first_line(exc)}") from exc
+                raise store_error(exc) from exc
             raise
 
     @_translated
@@ -268,5 +299,5 @@ class MongoBase(Store):
     @_translated
     async def ping(self) -> None:
         if self.client is None:
-            raise StoreError("store is not open")
+            raise StoreUnavailable("MongoDB: store is not open")
         await self.db.command("ping")

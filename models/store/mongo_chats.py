@@ -23,12 +23,13 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from models.documents import Chat, Member, Message, Upload
+from models.store.base import ConstraintViolation
+from models.store.fields import CHAT_FIELDS, MEMBER_FIELDS, MESSAGE_FIELDS
 from models.store.mongo_base import (
     MongoBase,
     checked_changes,
     contains,
     count,
-    field_names,
     from_doc,
     page_of,
     text,
@@ -36,11 +37,8 @@ from models.store.mongo_base import (
     to_doc,
 )
 
-_CHAT_FIELDS = field_names(Chat) - {"id"}
 _CHAT_FLAGS = frozenset({"only_admins_add"})
-_MEMBER_FIELDS = field_names(Member) - {"chat_id", "user_id"}
 _MEMBER_FLAGS = frozenset({"muted", "archived"})
-_MESSAGE_FIELDS = field_names(Message) - {"id", "metadata"}
 _MESSAGE_FLAGS = frozenset({"deleted"})
 _MARKS = ("last_read_id", "last_delivered_id")
 _CHAT_ORDER = [("last_activity", DESCENDING), ("last_key", DESCENDING), ("_id", DESCENDING)]
@@ -141,7 +139,7 @@ class ChatCollections(MongoBase):
         return _chat(await self.chats.find_one({"pair_key": text(pair_key)}))
 
     async def update_chat(self, chat_id: str, changes: dict[str, Any]) -> Chat | None:
-        values = checked_changes(changes, _CHAT_FIELDS, _CHAT_FLAGS)
+        values = checked_changes(changes, CHAT_FIELDS, _CHAT_FLAGS)
         if "last_message_id" in values:
             last = values["last_message_id"]
             values["last_message_id"], values["last_key"] = last or "", last or text(chat_id)
@@ -164,13 +162,22 @@ class ChatCollections(MongoBase):
         return [from_doc(Member, doc) for doc in await cursor.to_list(None)]
 
     async def add_members(self, members: list[Member]) -> None:
+        """A member of a chat that does not exist is refused as SQLite's foreign key refuses it.
+
+        MongoDB has no foreign keys, so the chats are looked up first: a chat
+        deleted between the look-up and the insert can still be left with members,
+        whom nobody lists (its members are deleted first; see `delete_chat`).
+        """
+        chat_ids = texts(m.chat_id for m in members)
+        if chat_ids and await self.chats.count_documents({"_id": {"$in": chat_ids}}) < len(chat_ids):
+            raise ConstraintViolation("MongoDB: a member of a chat that does not exist")
         await self._insert_members(members)
 
     async def remove_member(self, chat_id: str, user_id: str) -> bool:
         return (await self.members.delete_one({"_id": _member_key(chat_id, user_id)})).deleted_count > 0
 
     async def update_member(self, chat_id: str, user_id: str, changes: dict[str, Any]) -> Member | None:
-        values = checked_changes(changes, _MEMBER_FIELDS, _MEMBER_FLAGS)
+        values = checked_changes(changes, MEMBER_FIELDS, _MEMBER_FLAGS)
         if values:
             await self.members.update_one({"_id": _member_key(chat_id, user_id)}, {"$set": values})
         return await self.get_member(chat_id, user_id)
@@ -202,6 +209,31 @@ class ChatCollections(MongoBase):
         cursor = self.chats.find(chats).sort(_CHAT_ORDER)
         docs = await page_of(cursor, max(count(page) - 1, 0) * count(limit), count(limit))
         return [(_chat(doc), from_doc(Member, memberships[doc["_id"]])) for doc in docs], total  # type: ignore[misc]
+
+    async def members_and_unread(
+        self, chat_ids: list[str], reader_id: str | None = None, read_marks: dict[str, str | None] | None = None
+    ) -> tuple[dict[str, list[Member]], dict[str, int]]:
+        """Two queries for the whole page: the members on `chat_joined`, the counts by chat on `chat_history`."""
+        ids = texts(chat_ids)
+        members: dict[str, list[Member]] = {chat_id: [] for chat_id in ids}
+        if ids:
+            cursor = self.members.find({"chat_id": {"$in": ids}}).sort(
+                [("chat_id", ASCENDING), ("joined_at", ASCENDING), ("user_id", ASCENDING)]
+            )
+            for doc in await cursor.to_list(None):
+                members[doc["chat_id"]].append(from_doc(Member, doc))
+        if reader_id is None or not read_marks:
+            return members, {}
+        marks = {text(chat_id): text(mark) if mark is not None else "" for chat_id, mark in read_marks.items()}
+        where = {
+            "chat_id": {"$in": list(marks)},
+            "$or": [{"chat_id": chat_id, "_id": {"$gt": mark}} for chat_id, mark in marks.items()],
+            "sender_id": {"$ne": text(reader_id)},
+            "deleted": False,
+        }
+        cursor = await self.messages.aggregate([{"$match": where}, {"$group": {"_id": "$chat_id", "n": {"$sum": 1}}}])
+        counts = {doc["_id"]: int(doc["n"]) for doc in await cursor.to_list(None)}
+        return members, {chat_id: counts.get(chat_id, 0) for chat_id in marks}
 
     async def user_chat_ids(self, user_id: str) -> list[str]:
         docs = await self.members.find({"user_id": text(user_id)}, {"chat_id": 1}).to_list(None)
@@ -254,9 +286,8 @@ class ChatCollections(MongoBase):
         return _message(doc) if doc is not None else None
 
     async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None:
-        rest = {name: value for name, value in changes.items() if name != "metadata"}
-        values = checked_changes(rest, _MESSAGE_FIELDS, _MESSAGE_FLAGS)
-        if "metadata" in changes:
+        values = checked_changes(changes, MESSAGE_FIELDS, _MESSAGE_FLAGS)
+        if "metadata" in values:
             values["metadata"] = _encoded(changes["metadata"])
         if values:
             await self.messages.update_one({"_id": text(message_id)}, {"$set": values})

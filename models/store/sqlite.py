@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from models.documents import Page, Session, User
+from models.store.fields import USER_FIELDS, check_changes
 from models.store.sqlite_base import like_pattern
 from models.store.sqlite_calls import CallTables
 from models.store.sqlite_chats import ChatTables
@@ -14,7 +15,6 @@ _USER_COLUMNS = (
     "id, email, username, password_hash, phone, avatar, status, presence_setting, last_seen, role,"
     " created_at, updated_at"
 )
-_USER_FIELDS = frozenset(_USER_COLUMNS.split(", ")) - {"id", "created_at"}
 
 
 def _user(row: sqlite3.Row | None) -> User | None:
@@ -26,7 +26,7 @@ def _session(row: sqlite3.Row | None) -> Session | None:
 
 
 class SqliteStore(ChatTables, CallTables):
-    """`Store` on one aiosqlite connection (one thread, writes serialised)."""
+    """`Store` on aiosqlite: one connection for writes (serialised), others for reads (see `sqlite_base`)."""
 
     # users
     async def insert_user(self, user: User) -> None:
@@ -51,9 +51,7 @@ class SqliteStore(ChatTables, CallTables):
         return _user(await self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,)))
 
     async def update_user(self, user_id: str, changes: dict[str, Any]) -> User | None:
-        unknown = set(changes) - _USER_FIELDS
-        if unknown:
-            raise ValueError(f"not user fields: {sorted(unknown)}")
+        check_changes(changes, USER_FIELDS)  # the names go into the SQL text
         if changes:
             assignments = ", ".join(f"{name} = ?" for name in changes)
             await self._write(f"UPDATE users SET {assignments} WHERE id = ?", [*changes.values(), user_id])

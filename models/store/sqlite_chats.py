@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from models.documents import Chat, Member, Message, Upload
+from models.store.fields import CHAT_FIELDS, MEMBER_FIELDS, MESSAGE_FIELDS, check_changes
 from models.store.group_commit import GroupCommit
 from models.store.sqlite_base import like_pattern, placeholders
 from models.store.sqlite_search import SearchIndex
@@ -145,6 +146,7 @@ class ChatTables(SearchIndex):
         return _chat(row) if row else None
 
     async def update_chat(self, chat_id: str, changes: dict[str, Any]) -> Chat | None:
+        check_changes(changes, CHAT_FIELDS)  # the names go into the SQL text
         if changes:
             assignments = ", ".join(f"{name} = ?" for name in changes)
             await self._write(f"UPDATE chats SET {assignments} WHERE id = ?", [*changes.values(), chat_id])
@@ -164,6 +166,7 @@ class ChatTables(SearchIndex):
         return [_member(row) for row in rows]
 
     async def add_members(self, members: list[Member]) -> None:
+        """A member of a chat that does not exist fails the foreign key: `ConstraintViolation`, nothing added."""
         async with self.transaction():
             await self._insert_members(members)
 
@@ -171,6 +174,7 @@ class ChatTables(SearchIndex):
         return await self._write("DELETE FROM members WHERE chat_id = ? AND user_id = ?", (chat_id, user_id)) > 0
 
     async def update_member(self, chat_id: str, user_id: str, changes: dict[str, Any]) -> Member | None:
+        check_changes(changes, MEMBER_FIELDS)
         if changes:
             assignments = ", ".join(f"{name} = ?" for name in changes)
             await self._write(
@@ -215,6 +219,30 @@ class ChatTables(SearchIndex):
             member = _member(dict(zip(_MEMBER_FIELDS, values[width:], strict=True)))
             out.append((chat, member))
         return out, int(total[0]) if total else 0
+
+    async def members_and_unread(
+        self, chat_ids: list[str], reader_id: str | None = None, read_marks: dict[str, str | None] | None = None
+    ) -> tuple[dict[str, list[Member]], dict[str, int]]:
+        """Two statements for the whole page: the members on `members`' primary key, the counts on `messages_chat`."""
+        ids = list(dict.fromkeys(chat_ids))
+        members: dict[str, list[Member]] = {chat_id: [] for chat_id in ids}
+        if ids:
+            rows = await self._all(
+                f"SELECT * FROM members WHERE chat_id IN ({placeholders(ids)}) ORDER BY chat_id, joined_at, user_id",
+                ids,
+            )
+            for row in rows:
+                members[row["chat_id"]].append(_member(row))
+        if reader_id is None or not read_marks:
+            return members, {}
+        marks = [value for chat_id, mark in read_marks.items() for value in (chat_id, mark or "")]
+        rows = await self._all(
+            f"WITH marks (chat_id, after_id) AS (VALUES {', '.join(['(?, ?)'] * len(read_marks))})"
+            " SELECT marks.chat_id, (SELECT COUNT(*) FROM messages m WHERE m.chat_id = marks.chat_id"
+            " AND m.id > marks.after_id AND m.sender_id != ? AND m.deleted = 0) FROM marks",
+            [*marks, reader_id],
+        )
+        return members, {row[0]: int(row[1]) for row in rows}
 
     async def user_chat_ids(self, user_id: str) -> list[str]:
         rows = await self._all("SELECT chat_id FROM members WHERE user_id = ?", (user_id,))
@@ -282,6 +310,7 @@ class ChatTables(SearchIndex):
         return _message(row) if row else None
 
     async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None:
+        check_changes(changes, MESSAGE_FIELDS)
         if changes:
             values = {
                 k: (orjson.dumps(v).decode() if k == "metadata" and v is not None else v) for k, v in changes.items()
@@ -325,7 +354,7 @@ class ChatTables(SearchIndex):
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"
                 f" ORDER BY id {order} LIMIT ? OFFSET ?"
             )
-        rows = await self.db.execute_fetchall(sql, [*params, limit, offset])
+        rows = await self.reader.execute_fetchall(sql, [*params, limit, offset])
         messages = [_message(row) for row in rows]
         return messages[::-1] if order == "ASC" else messages
 
@@ -341,7 +370,7 @@ class ChatTables(SearchIndex):
         else:
             sql = "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND deleted = 0 AND content LIKE ? ESCAPE '\\'"
             params = [chat_id, like_pattern(search)]
-        row = next(iter(await self.db.execute_fetchall(sql, params)), None)
+        row = next(iter(await self.reader.execute_fetchall(sql, params)), None)
         return int(row[0]) if row is not None else 0
 
     async def count_unread(self, chat_id: str, user_id: str, after_id: str | None) -> int:

@@ -178,4 +178,18 @@ MIGRATIONS: list[str] = [
         DELETE FROM message_search_pending WHERE message_id = OLD.id;
     END;
     """,
+    # 5: the chat's last message only ever moves forward. A send takes its id (and time)
+    # before its awaited checks, so a message with an older id can commit after a newer
+    # one; the trigger of migration 2 then made the older the chat's last. Each field
+    # now keeps the larger of old and new, as MongoDB's `$max` does (ids sort by time;
+    # `max` of anything and NULL is NULL, hence the COALESCE before the first message).
+    """
+    DROP TRIGGER messages_last;
+    CREATE TRIGGER messages_last AFTER INSERT ON messages BEGIN
+        UPDATE chats SET last_message_id = max(coalesce(last_message_id, ''), NEW.id),
+            last_activity = max(last_activity, NEW.created_at),
+            message_count = message_count + 1
+        WHERE id = NEW.chat_id;
+    END;
+    """,
 ]
