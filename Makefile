@@ -39,6 +39,15 @@ check: lint $(TEST_STAMP)
 fuzz: $(TEST_STAMP)
 	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
 
+# the realtime guarantees checked against their model at full size (tests/realtime_model.py): 10,000
+# operations by 50 devices over 3 processes on one Redis, with no fault, with Redis restarted midway, and
+# with one process SIGKILLed midway (a few minutes); SOAK_ARGS adds or overrides options (--seed 7)
+soak: tools $(TEST_STAMP)
+	for chaos in none redis kill; do \
+	  $(PY) -m tests.realtime_model --operations 10000 --devices 50 --users 20 --processes 3 --groups 5 \
+	    --private_chats 10 --workers 10 --seconds 300 --chaos $$chaos $(SOAK_ARGS) || exit 1; \
+	done
+
 # WhatsChat and a bare python-socketio server under the same load (server on CPU 0, load on CPU 1);
 # prints the table and writes docs/performance.md (about 10 minutes)
 bench: $(TEST_STAMP)

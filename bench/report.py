@@ -115,6 +115,39 @@ def _history_rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _multi(results: dict[str, Any]) -> list[str]:
+    """One process without Redis against one and two on Redis: what the one ordered path costs."""
+    multi = _get(results, "multi")
+    if not multi:
+        return []
+    runs = [
+        ("one process, no Redis (`make run`)", _get(results, "dm/whatschat/plain"), _get(results, "group/whatschat")),
+        ("one process on Redis", multi.get("dm/1"), multi.get("group/1")),
+        ("two processes on one Redis (CPU 0 and 1)", multi.get("dm/2"), multi.get("group/2")),
+    ]
+    lines = [
+        "## Several processes on one Redis",
+        "",
+        "With Redis every event goes through Redis and back, in one order for every process, and every",
+        'answer waits until Redis has taken its events (`docs/deploy.md`, "Several processes, one order").',
+        "With two processes the members of each chat sit on different processes, and the second process",
+        "shares CPU 1 with the load generator.",
+        "",
+        "| deployment | dm messages/s | dm end-to-end p50 / p99 ms | group deliveries/s, p99 < 100 ms"
+        " | at messages/s (p99 ms) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, dm, group in runs:
+        if not dm:
+            continue
+        e2e = dm["endToEndMs"]
+        best = (group or {}).get("best")
+        rate = f"{best['deliveredPerSecond']:,.0f}" if best else ""
+        at = f"{best['rate']:,.0f} ({best['endToEndMs']['p99']:.1f})" if best else ""
+        lines.append(f"| {label} | {dm['ackedPerSecond']:,.0f} | {e2e['p50']:.1f} / {e2e['p99']:.1f} | {rate} | {at} |")
+    return [*lines, ""]
+
+
 def _sweep(results: dict[str, Any]) -> list[str]:
     lines = []
     for target in ("whatschat", "baseline"):
@@ -155,6 +188,7 @@ def render(results: dict[str, Any]) -> str:
         *table,
         "",
         *_sweep(results),
+        *_multi(results),
         NOTES,
     ]
     if results.get("profile"):

@@ -1,10 +1,12 @@
 """`make bench`: WhatsChat and a bare python-socketio server under the same load.
 
-Four scenarios, each against a fresh server pinned to CPU 0 with the load test
+Five scenarios, each against a fresh server pinned to CPU 0 with the load test
 pinned to CPU 1: `dm` (pairs, closed loop), `group` (groups of 50 at fixed
 rates, swept for the highest rate whose end-to-end p99 stays under 100 ms),
-`idle` (authenticated idle sockets: server memory per connection) and `history`
-(pages of a chat holding a million messages; WhatsChat only). `dm` and `idle`
+`idle` (authenticated idle sockets: server memory per connection), `multi`
+(`dm` and `group` through one and two WhatsChat processes on one Redis, the
+second process on CPU 1 beside the load test) and `history` (pages of a chat
+holding a million messages; WhatsChat only). `dm` and `idle`
 run with and without permessage-deflate offered. The table goes to stdout and,
 with the machine and a profile of `dm`, to `docs/performance.md`.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,7 +34,7 @@ from typing import Any
 from bench.profile import profile_summary
 from bench.report import render
 from bench.seed import seed_history
-from bench.servers import CLIENT_CPU, loadtest, pinned, server
+from bench.servers import CLIENT_CPU, loadtest, pinned, redis_server, server
 
 TARGETS = ("whatschat", "baseline")
 P99_LIMIT_MS = 100.0
@@ -86,9 +90,10 @@ def dm(target: str, sizes: Sizes, deflate: bool) -> dict[str, Any]:
         )
 
 
-def _group_at(url: str, sizes: Sizes, rate: float) -> dict[str, Any]:
+def _group_at(url: str, sizes: Sizes, rate: float, extra: list[str] | None = None) -> dict[str, Any]:
     return loadtest(
         url,
+        *(extra or []),
         *("--users", str(sizes.group_users), "--group-size", str(sizes.group_size), "--rate", f"{rate:g}"),
         *("--duration", str(sizes.group_seconds), "--warmup", str(sizes.warmup)),
     )
@@ -99,29 +104,73 @@ def _within_limit(run: dict[str, Any]) -> bool:
 
 
 def group_sweep(target: str, sizes: Sizes) -> dict[str, Any]:
+    with server(target, env=dict(sizes.server_env)) as running:
+        return _sweep_at(running.url, sizes)
+
+
+def _sweep_at(url: str, sizes: Sizes, extra: list[str] | None = None) -> dict[str, Any]:
     """Raise the rate by half until p99 passes the limit (or errors appear), then bisect twice."""
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
-    with server(target, env=dict(sizes.server_env)) as running:
-        rate, failed = sizes.group_start_rate, None
-        for _ in range(sizes.group_steps):
-            run = _group_at(running.url, sizes, rate)
-            steps.append(run)
-            if not _within_limit(run):
-                failed = rate
-                break
+    rate, failed = sizes.group_start_rate, None
+    for _ in range(sizes.group_steps):
+        run = _group_at(url, sizes, rate, extra)
+        steps.append(run)
+        if not _within_limit(run):
+            failed = rate
+            break
+        best = run
+        rate *= 1.5
+    for _ in range(2 if failed and best else 0):
+        assert best is not None and failed is not None
+        rate = (best["rate"] + failed) / 2
+        run = _group_at(url, sizes, rate, extra)
+        steps.append(run)
+        if _within_limit(run):
             best = run
-            rate *= 1.5
-        for _ in range(2 if failed and best else 0):
-            assert best is not None and failed is not None
-            rate = (best["rate"] + failed) / 2
-            run = _group_at(running.url, sizes, rate)
-            steps.append(run)
-            if _within_limit(run):
-                best = run
-            else:
-                failed = rate
+        else:
+            failed = rate
     return {"best": best, "steps": steps}
+
+
+@contextlib.contextmanager
+def deployment(sizes: Sizes, processes: int) -> Iterator[list[str]]:
+    """WhatsChat on one Redis: `processes` servers (CPU 0, then CPU 1) sharing a data folder: their URLs."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-multi-"))
+    try:
+        with redis_server() as redis, contextlib.ExitStack() as stack:
+            env = {**dict(sizes.server_env), "WHATSCHAT_REDIS_URL": redis}
+            urls = []
+            for n in range(processes):  # one after the other: the first creates the database and the secret
+                running = stack.enter_context(server("whatschat", data_dir=folder, env=env, cpu=str(n % 2)))
+                urls.append(running.url)
+            yield urls
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def multi(sizes: Sizes) -> dict[str, Any]:
+    """`dm` and the `group` sweep through one process on Redis and through two, each on its own core.
+
+    One process without Redis is the `dm`/`group` rows above. With Redis every
+    event goes through Redis and back, in one order for every process, and every
+    answer waits for Redis to take its events: the price of the ordering. With two
+    processes, the members of each chat sit on different processes.
+    """
+    out: dict[str, Any] = {}
+    for processes in (1, 2):
+        with deployment(sizes, processes) as urls:
+            extra = [arg for url in urls[1:] for arg in ("--also-url", url)]
+            print(f"dm, {processes} process(es) on Redis", flush=True)
+            out[f"dm/{processes}"] = loadtest(
+                urls[0],
+                *extra,
+                *("--users", str(sizes.dm_users), "--group-size", "2"),
+                *("--duration", str(sizes.dm_seconds), "--warmup", str(sizes.warmup)),
+            )
+            print(f"group sweep, {processes} process(es) on Redis", flush=True)
+            out[f"group/{processes}"] = _sweep_at(urls[0], sizes, extra)
+    return out
 
 
 def idle(target: str, sizes: Sizes, deflate: bool) -> dict[str, Any]:
@@ -199,7 +248,7 @@ def machine() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the bench works, measures nothing")
-    parser.add_argument("--scenarios", default="dm,group,idle,history", help="comma-separated (default: all)")
+    parser.add_argument("--scenarios", default="dm,group,idle,multi,history", help="comma-separated (default: all)")
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="the page to write")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = parser.parse_args(argv)
@@ -218,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             for deflate in (False, True):
                 print(f"idle, {target}, deflate {'offered' if deflate else 'not offered'}", flush=True)
                 results[f"idle/{target}/{'deflate' if deflate else 'plain'}"] = idle(target, sizes, deflate)
+    if "multi" in wanted:
+        results["multi"] = multi(sizes)
     if "history" in wanted:
         print(f"history, {sizes.history_messages:,} messages", flush=True)
         results["history"] = history(sizes)

@@ -62,8 +62,33 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 6
 
 
 @contextlib.contextmanager
-def server(kind: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Iterator[Running]:
-    """`whatschat` (as `make run` starts it) or `baseline` (bare python-socketio), on CPU 0."""
+def redis_server() -> Iterator[str]:
+    """A private `redis-server` on a free loopback port, without persistence: its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the multi-process scenario needs redis-server (make test installs it)")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextlib.contextmanager
+def server(
+    kind: str, data_dir: Path | None = None, env: dict[str, str] | None = None, cpu: str = SERVER_CPU
+) -> Iterator[Running]:
+    """`whatschat` (as `make run` starts it) or `baseline` (bare python-socketio), on CPU `cpu`."""
     port = free_port()
     folder = data_dir or Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     if kind == "whatschat":
@@ -80,8 +105,8 @@ def server(kind: str, data_dir: Path | None = None, env: dict[str, str] | None =
         **(env or {}),
     }
     folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed in `finally`, after the server stops
-    process = subprocess.Popen(pinned(SERVER_CPU, command), env=environment, stdout=log, stderr=log)
+    log = open(folder / f"server-{port}.log", "wb")  # noqa: SIM115 - closed in `finally`, after the server stops
+    process = subprocess.Popen(pinned(cpu, command), env=environment, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)

@@ -206,10 +206,16 @@ class MessageService:
         update = {"content": changes["content"], "edited_at": now, "updated_at": now}
         if "metadata" in changes:
             update["metadata"] = changes["metadata"]
-        message = await self.store.update_message(message.id, update) or message
-        payload = {"messageId": message.id, "chatId": message.chat_id, "content": message.content, "editedAt": now}
+        applied = await self.store.edit_message(message.id, update)
+        current = await self.store.get_message(message.id) or message
+        if not applied:
+            if current.deleted:  # deleted while this edit was on its way
+                raise MessageRejected("A deleted message cannot be edited")
+            return await self._view(current)  # a newer edit stands: this one is already superseded, nobody hears it
+        # this edit's own content and time: a re-read could show a concurrent edit's, announced twice
+        payload = {"messageId": message.id, "chatId": message.chat_id, "content": update["content"], "editedAt": now}
         await self.notifier.to_chat(message.chat_id, "message_edited", payload, origin)
-        return await self._view(message)
+        return await self._view(current)
 
     async def delete(self, identity: Identity, message_id: str, origin: str | None = None) -> dict[str, Any]:
         """The sender, or an admin of the group; the message stays as a tombstone."""
@@ -220,31 +226,44 @@ class MessageService:
             if chat is None or chat.type != "group" or member is None or member.role != "admin":
                 raise Forbidden("Only the sender or a group admin may delete a message")
         payload = {"messageId": message.id, "chatId": message.chat_id, "deletedAt": message.updated_at}
-        if not message.deleted:
-            now = now_iso()
-            await self.store.update_message(
-                message.id, {"content": "", "metadata": None, "deleted": 1, "updated_at": now}
-            )
+        now = now_iso()
+        if not message.deleted and await self.store.tombstone_message(message.id, now):
             payload["deletedAt"] = now
             await self.notifier.to_chat(message.chat_id, "message_deleted", payload, origin)
+        elif not message.deleted:  # another delete won the race: answer with its time, announce nothing
+            current = await self.store.get_message(message.id)
+            payload["deletedAt"] = current.updated_at if current is not None else now
         return payload
 
-    async def history(self, identity: Identity, chat_id: str, query: dict[str, Any]) -> tuple[list[MessageView], int]:
+    async def history(
+        self, identity: Identity, chat_id: str, query: dict[str, Any]
+    ) -> tuple[list[MessageView], int, bool]:
+        """A page of the chat, newest first, with the chat's total and whether more lie beyond it.
+
+        By cursor, "beyond" is away from the cursor (older for `before`, newer for
+        `after`), found by reading one message more than asked.
+        """
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
         limit, page = query["limit"], query["page"]
-        cursor = query.get("before") or query.get("after")
+        before, after, search = query.get("before"), query.get("after"), query.get("search")
+        cursor = before is not None or after is not None
         messages = await self.store.list_messages(
             chat.id,
-            limit=limit,
+            limit=limit + 1 if cursor else limit,
             offset=0 if cursor else (page - 1) * limit,
-            before=query.get("before"),
-            after=query.get("after"),
-            search=query.get("search"),
+            before=before,
+            after=after,
+            search=search,
         )
         # the chat document already carries its count (what `count_messages` answers without a search)
-        search = query.get("search")
         total = await self.store.count_messages(chat.id, search) if search else chat.message_count
-        return await self._views(chat.id, messages), total
+        if cursor:
+            more = len(messages) > limit
+            if more:  # the extra one is the farthest from the cursor: the newest after it, the oldest before it
+                messages = messages[1:] if before is None else messages[:-1]
+        else:
+            more = page * limit < total
+        return await self._views(chat.id, messages), total, more
 
     async def _views(self, chat_id: str, messages: list[Message]) -> list[MessageView]:
         members = await self.store.list_members(chat_id)

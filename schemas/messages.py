@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import InputSchema, PageQuery, check_json_size, load, text
+from schemas.common import InputSchema, PageQuery, PaginationOut, check_json_size, load, text
 
 MESSAGE_TYPES = ("text", "image", "video", "audio", "file")
 MAX_CONTENT = 10_000
@@ -109,9 +109,29 @@ class ReadBody(InputSchema):
 
 
 class HistoryQuery(PageQuery):
+    """Pages by number (`page`) or by cursor (`before`/`after`), never both.
+
+    A cursor names a place in the history, a page number another; taken together
+    one of them would be ignored, and a client following `pagination` would skip
+    or repeat messages.
+    """
+
     before = object_id(load_default=None)
     after = object_id(load_default=None)
     search = text(1, 200, load_default=None)
+
+    @validates_schema(pass_original=True)
+    def _one_way_to_page(self, data: dict[str, Any], original: Any, **_: Any) -> None:
+        if "page" in original and (data.get("before") or data.get("after")):
+            raise ValidationError("A page number does not combine with before/after: follow the cursor.", "page")
+
+
+class MessagePaginationOut(PaginationOut):
+    """A history page's place: `page`/`pages` by number, null when the page was read by cursor."""
+
+    page = fields.Integer(allow_none=True)
+    pages = fields.Integer(allow_none=True)
+    hasMore = fields.Boolean(required=True)
 
 
 class Sync(InputSchema):

@@ -8,7 +8,7 @@ from schemas.calls import CallOut
 from schemas.chats import ParticipantOut
 from schemas.common import PaginationOut
 from schemas.events import ErrorOut
-from schemas.messages import MessageOut
+from schemas.messages import MessageOut, MessagePaginationOut
 from schemas.users import UserOut
 
 
@@ -59,7 +59,7 @@ class UserPage(Schema):
 
 class MessagePage(Schema):
     messages = fields.List(fields.Nested(MessageOut), required=True)
-    pagination = fields.Nested(PaginationOut, required=True)
+    pagination = fields.Nested(MessagePaginationOut, required=True)
 
 
 class CallPage(Schema):

@@ -47,7 +47,7 @@ async def test_register_chat_send_and_page_over_rest_on_the_mongodb_backend(conf
 
         data = await history_page(api, bob, chat_id, limit=3)
         assert [m["id"] for m in data["messages"]] == sent[:-4:-1]
-        assert data["pagination"] == {"page": 1, "limit": 3, "total": 8, "pages": 3}
+        assert data["pagination"] == {"page": 1, "limit": 3, "total": 8, "pages": 3, "hasMore": True}
         data = await history_page(api, bob, chat_id, limit=3, page=3)
         assert [m["id"] for m in data["messages"]] == [sent[1], sent[0]]
         data = await history_page(api, bob, chat_id, limit=3, before=sent[4])

@@ -16,12 +16,14 @@ import pytest
 
 from tests.conftest import require_tool
 
+pytestmark = [pytest.mark.slow, pytest.mark.redis]  # load for many seconds, and the multi-process scenario
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(600)
 def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> None:
     require_tool("taskset")
+    require_tool("redis-server")  # the multi-process scenario
     page, figures = tmp_path / "performance.md", tmp_path / "figures.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--out", str(page), "--json", str(figures)],
@@ -44,6 +46,12 @@ def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> No
         sweep = results[f"group/{target}"]
         assert sweep["best"] is not None and sweep["steps"], sweep
         assert all(step["delivered"] == step["expectedDeliveries"] for step in sweep["steps"])
+    for processes in (1, 2):  # through Redis, the second process on its own core, each pair split over both
+        dm = results["multi"][f"dm/{processes}"]
+        assert dm["connected"] == 4 and dm["errors"] == {}, dm
+        assert dm["acked"] == dm["sent"] > 0 and dm["delivered"] == dm["expectedDeliveries"] == dm["acked"]
+        sweep = results["multi"][f"group/{processes}"]
+        assert sweep["best"] is not None and all(s["delivered"] == s["expectedDeliveries"] for s in sweep["steps"])
     history = results["history"]
     assert history["messages"] == 2_000 and history["searchMatches"] > 0
     assert {"newest", "deep", "search"} <= set(history)
@@ -54,6 +62,7 @@ def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> No
         "| group | deliveries/s",
         "| idle, deflate offered |",
         "history, 2,000",
+        "| two processes on one Redis (CPU 0 and 1) |",
     ):
         assert row in text, row
     assert "## Where the time goes" in text and "samples." in text  # the py-spy summary

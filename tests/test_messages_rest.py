@@ -159,10 +159,10 @@ async def test_history_is_newest_first_and_paged(api, pair):
         await rest_send(api, a if n % 2 else b, chat_id, f"m{n}")
     data = await history_page(api, a, chat_id)
     assert [m["content"] for m in data["messages"]] == ["m4", "m3", "m2", "m1", "m0"]
-    assert data["pagination"] == {"page": 1, "limit": 20, "total": 5, "pages": 1}
+    assert data["pagination"] == {"page": 1, "limit": 20, "total": 5, "pages": 1, "hasMore": False}
     data = await history_page(api, a, chat_id, limit=2, page=2)
     assert [m["content"] for m in data["messages"]] == ["m2", "m1"]
-    assert data["pagination"] == {"page": 2, "limit": 2, "total": 5, "pages": 3}
+    assert data["pagination"] == {"page": 2, "limit": 2, "total": 5, "pages": 3, "hasMore": True}
     data = await history_page(api, a, chat_id, limit=2, page=3)
     assert [m["content"] for m in data["messages"]] == ["m0"]
     data = await history_page(api, a, chat_id, limit=2, page=4)
@@ -223,6 +223,32 @@ async def test_cursors_walk_every_message_exactly_once(api, pair):
     assert (await history_page(api, b, chat_id, before=sent[0]))["messages"] == []
 
 
+async def test_a_page_number_with_a_cursor_is_refused_and_a_cursor_page_reports_no_number(api, pair):
+    """`after=X&page=2` once answered page 1's messages as "page 2 of N": a client following
+    `pages` stopped early and missed messages. Now the two are refused together, and a page read
+    by cursor names no page number; `hasMore` says whether to walk on."""
+    a, b, chat_id = pair
+    sent = [(await rest_send(api, a, chat_id, f"p{n}"))["id"] for n in range(7)]
+    for cursor in ("after", "before"):
+        status, body = await api.get(
+            f"/messages/{chat_id}", token=b.token, params={cursor: sent[3], "page": "2", "limit": "2"}
+        )
+        assert_error(status, body, 422, "VAL_001")
+        assert "page" in body["error"]["details"], body
+    data = await history_page(api, b, chat_id, after=sent[0], limit=4)
+    assert [m["id"] for m in data["messages"]] == sent[1:5][::-1]
+    assert data["pagination"] == {"page": None, "limit": 4, "total": 7, "pages": None, "hasMore": True}
+    data = await history_page(api, b, chat_id, after=sent[4], limit=4)
+    assert [m["id"] for m in data["messages"]] == sent[5:][::-1]
+    assert data["pagination"]["hasMore"] is False
+    data = await history_page(api, b, chat_id, before=sent[5], limit=4)
+    assert [m["id"] for m in data["messages"]] == sent[1:5][::-1]
+    assert data["pagination"]["hasMore"] is True
+    data = await history_page(api, b, chat_id, before=sent[4], limit=4)
+    assert [m["id"] for m in data["messages"]] == sent[:4][::-1]
+    assert data["pagination"]["hasMore"] is False
+
+
 async def test_search_is_a_case_insensitive_literal_substring(api, pair):
     a, b, chat_id = pair
     for text in ("Hello World", "say HELLO", "nothing here", "100% sure", "1000 sure", "snake_case", "snakeXcase"):
@@ -240,7 +266,7 @@ async def test_search_is_a_case_insensitive_literal_substring(api, pair):
     assert await contents(api, b, chat_id, search="no such text") == []
     data = await history_page(api, b, chat_id, search="hello", limit=1)
     assert [m["content"] for m in data["messages"]] == ["say HELLO"]
-    assert data["pagination"] == {"page": 1, "limit": 1, "total": 2, "pages": 2}
+    assert data["pagination"] == {"page": 1, "limit": 1, "total": 2, "pages": 2, "hasMore": True}
 
 
 # editing and deleting

@@ -535,6 +535,41 @@ async def test_update_message_edits_metadata_and_tombstones(store):
     assert await store.update_message(new_id(), {"content": "x"}) is None
 
 
+async def test_edit_message_keeps_the_newest_edit_whatever_order_edits_commit_in(store):
+    """Two edits of one message racing on two processes may commit in either order; both backends
+    keep the one made last, so the store agrees with clients that keep the latest `editedAt`."""
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice)
+    message = await send(store, chat, alice, "draft")
+
+    def edit(content: str, when: float) -> dict[str, Any]:
+        return {"content": content, "edited_at": at(when), "updated_at": at(when)}
+
+    assert await store.edit_message(message.id, edit("newer", 5)) is True
+    assert await store.edit_message(message.id, edit("older", 4)) is False  # committed late, made early
+    stored = await store.get_message(message.id)
+    assert stored is not None and (stored.content, stored.edited_at) == ("newer", at(5))
+    assert await store.edit_message(message.id, edit("same moment", 5)) is True  # a tie: the later commit wins
+    assert await store.edit_message(message.id, edit("newest", 6)) is True
+    await store.update_message(message.id, {"content": "", "deleted": 1, "updated_at": at(7)})
+    assert await store.edit_message(message.id, edit("after the delete", 8)) is False
+    stored = await store.get_message(message.id)
+    assert stored is not None and (stored.content, stored.deleted) == ("", True)
+    assert await store.edit_message(new_id(), edit("nowhere", 9)) is False
+
+
+async def test_tombstone_message_is_won_by_exactly_one_delete(store):
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice)
+    message = await send(store, chat, alice, "secret", metadata={"k": 1})
+    assert await store.tombstone_message(message.id, at(5)) is True
+    assert await store.tombstone_message(message.id, at(6)) is False  # the second of two racing deletes
+    stored = await store.get_message(message.id)
+    assert stored is not None
+    assert (stored.content, stored.metadata, stored.deleted, stored.updated_at) == ("", None, True, at(5))
+    assert await store.tombstone_message(new_id(), at(7)) is False
+
+
 async def test_list_messages_pages_newest_first_by_offset_and_cursors(store):
     (alice,) = await users(store, "alice")
     chat, other = await group(store, alice), await group(store, alice)
@@ -767,41 +802,6 @@ async def test_user_calls_newest_first_with_type_filter_and_pages(store):
     assert await store.user_calls(new_id(), None, 1, 10) == ([], 0)
 
 
-# what a client sends where a string belongs never becomes a query (the MongoDB backends)
-
-
-@pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
-async def test_an_object_where_a_string_belongs_never_becomes_an_operator(store):
-    alice, bob = await users(store, "alice", "bob")
-    chat = await group(store, alice, bob)
-    await send(store, chat, alice, "secret", client_id="c-1")
-    session = a_session(alice)
-    await store.insert_session(session)
-    await store.insert_reset_token("h1", alice.id, at(100))
-    anything = {"$ne": None}
-    attempts = [
-        store.get_user_by_email(anything),  # type: ignore[arg-type]
-        store.get_user(anything),  # type: ignore[arg-type]
-        store.get_users([anything]),  # type: ignore[list-item]
-        store.search_users({"$regex": ".*"}, 1, 10),  # type: ignore[arg-type]
-        store.get_session(anything),  # type: ignore[arg-type]
-        store.rotate_refresh(session.id, anything, "new", at(200)),  # type: ignore[arg-type]
-        store.consume_reset_token(anything, at(1)),  # type: ignore[arg-type]
-        store.get_private_chat(anything),  # type: ignore[arg-type]
-        store.get_member(chat.id, anything),  # type: ignore[arg-type]
-        store.list_messages(chat.id, limit=10, search={"$regex": ".*"}),  # type: ignore[arg-type]
-        store.list_messages(chat.id, limit=10, before=anything),  # type: ignore[arg-type]
-        store.count_messages(chat.id, {"$regex": ".*"}),  # type: ignore[arg-type]
-        store.get_message_by_client_id(alice.id, anything),  # type: ignore[arg-type]
-        store.user_chats(anything, None, None, 1, 10),  # type: ignore[arg-type]
-        store.user_calls(alice.id, anything, 1, 10),  # type: ignore[arg-type]
-        store.messages_after(anything, "", 10),  # type: ignore[arg-type]
-        store.blocked_ids_of(bob.id, [anything]),  # type: ignore[list-item]
-    ]
-    for attempt in attempts:
-        with pytest.raises(TypeError):
-            await attempt
-    # and in the values and field names of a change
 # a page of chats at once
 
 
@@ -902,6 +902,41 @@ async def test_a_change_may_only_name_fields_of_the_document_and_plain_values(st
     assert await store.get_user(bob.id) == bob
 
 
+# what a client sends where a string belongs never becomes a query (the MongoDB backends)
+
+
+@pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
+async def test_an_object_where_a_string_belongs_never_becomes_an_operator(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob)
+    await send(store, chat, alice, "secret", client_id="c-1")
+    session = a_session(alice)
+    await store.insert_session(session)
+    await store.insert_reset_token("h1", alice.id, at(100))
+    anything = {"$ne": None}
+    attempts = [
+        store.get_user_by_email(anything),  # type: ignore[arg-type]
+        store.get_user(anything),  # type: ignore[arg-type]
+        store.get_users([anything]),  # type: ignore[list-item]
+        store.search_users({"$regex": ".*"}, 1, 10),  # type: ignore[arg-type]
+        store.get_session(anything),  # type: ignore[arg-type]
+        store.rotate_refresh(session.id, anything, "new", at(200)),  # type: ignore[arg-type]
+        store.consume_reset_token(anything, at(1)),  # type: ignore[arg-type]
+        store.get_private_chat(anything),  # type: ignore[arg-type]
+        store.get_member(chat.id, anything),  # type: ignore[arg-type]
+        store.list_messages(chat.id, limit=10, search={"$regex": ".*"}),  # type: ignore[arg-type]
+        store.list_messages(chat.id, limit=10, before=anything),  # type: ignore[arg-type]
+        store.count_messages(chat.id, {"$regex": ".*"}),  # type: ignore[arg-type]
+        store.get_message_by_client_id(alice.id, anything),  # type: ignore[arg-type]
+        store.user_chats(anything, None, None, 1, 10),  # type: ignore[arg-type]
+        store.user_calls(alice.id, anything, 1, 10),  # type: ignore[arg-type]
+        store.messages_after(anything, "", 10),  # type: ignore[arg-type]
+        store.blocked_ids_of(bob.id, [anything]),  # type: ignore[list-item]
+    ]
+    for attempt in attempts:
+        with pytest.raises(TypeError):
+            await attempt
+    # and in the values and field names of a change
     with pytest.raises(TypeError):
         await store.update_user(bob.id, {"username": anything})
     with pytest.raises(ValueError, match="not document fields"):

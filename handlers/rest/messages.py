@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
@@ -14,14 +15,14 @@ from handlers.rest.common import caller, envelope, read_body, read_query
 from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from models.messages import dump, dump_page
 from schemas import messages as s
-from schemas.common import PaginationOut, load
+from schemas.common import load
 from schemas.events import MessageDeleted
 from schemas.messages import MessageOut
 from schemas.responses import MessagePage
 from schemas.uploads import UploadOut, UploadPurpose
 from server.keys import MESSAGES, UPLOADS
 
-_pagination = PaginationOut()
+_pagination = s.MessagePaginationOut()
 _history_query = s.HistoryQuery()  # built once: a schema instance costs more to make than to use
 _upload_out = UploadOut()
 CHUNK = 64 * 1024
@@ -31,9 +32,11 @@ CHUNK = 64 * 1024
 async def history(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, _history_query)
-    views, total = await request.app[MESSAGES].history(identity, request.match_info["id"], query)
-    page, limit = query["page"], query["limit"]
-    pagination = {"page": page, "limit": limit, "total": total, "pages": (total + limit - 1) // limit}
+    views, total, more = await request.app[MESSAGES].history(identity, request.match_info["id"], query)
+    limit = query["limit"]
+    pagination: dict[str, Any] = {"page": None, "limit": limit, "total": total, "pages": None, "hasMore": more}
+    if not (query.get("before") or query.get("after")):  # a page by number: say which, of how many
+        pagination.update(page=query["page"], pages=(total + limit - 1) // limit)
     return envelope({"messages": dump_page(views), "pagination": _pagination.dump(pagination)})
 
 

@@ -93,7 +93,8 @@ async def health(request: web.Request) -> web.Response:
     """200 when the database answers, `degraded` while a configured Redis does not; 503 without the database.
 
     The 503 is a failure envelope that still carries the report. Redis is checked
-    (and reported) only when `redis.url` is set; without it a process shares
+    (and reported) only when `redis.url` is set, and is healthy once it answers
+    and this process listens on its channel; without it a process shares
     nothing, and the database alone decides. `process` names the answering
     process, which tells apart the workers behind one port.
     """
@@ -107,7 +108,8 @@ async def health(request: web.Request) -> web.Response:
     if redis is not None:
         try:
             await asyncio.wait_for(redis.ping(), REDIS_PING_TIMEOUT)
-            services["redis"] = "healthy"
+            # and the channel between processes is subscribed: until it is, sockets are refused
+            services["redis"] = "healthy" if getattr(app[SIO].manager, "accepting", True) else "unhealthy"
         except Exception:  # down, refusing, or too slow: all the same to a load balancer
             services["redis"] = "unhealthy"
     healthy = services["database"] == "healthy"

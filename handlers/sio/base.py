@@ -19,6 +19,7 @@ import contextvars
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,18 @@ class SocketServer(socketio.AsyncServer):
         self.max_queue = max_queue
         self.cut_off = 0  # clients disconnected for falling behind, for health and tests
         self._cutting: set[str] = set()
+        # user id -> room changes of theirs applied in this process (see `BaseNamespace.enter_chats`)
+        self.room_changes: Counter[str] = Counter()
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        """New connections wait while the manager cannot promise them every event (Redis away).
+
+        Refused at the Engine.IO handshake, a client retries with its reconnection
+        backoff (a refusal at the Socket.IO level would make socket.io-client give up).
+        """
+        if not getattr(self.manager, "accepting", True):
+            return "Service unavailable: realtime delivery is reconnecting, retry shortly"
+        return await super()._handle_eio_connect(eio_sid, environ)
 
     def _engineio_server_class(self) -> type[EngineServer]:
         """Engine.IO with sockets that cost little while idle (see `handlers.sio.transport`)."""
@@ -275,8 +288,11 @@ class BaseNamespace(socketio.AsyncNamespace):
         if token:
             try:
                 await self._authenticate(sid, token if isinstance(token, str) else "")
-            except AppError as exc:
-                await self.emit("unauthorized", exc.to_dict(), to=sid)
+            except Exception as exc:
+                if not isinstance(exc, AppError):
+                    log.exception("authenticating a socket failed")
+                error = exc if isinstance(exc, AppError) else AppError()
+                await self.emit("unauthorized", error.to_dict(), to=sid)
                 # not `return False`: python-socketio would then send a DISCONNECT with a payload,
                 # which socket.io-client 4 drops as a parse error (and reconnects in a loop)
                 await self.disconnect(sid)
@@ -301,35 +317,73 @@ class BaseNamespace(socketio.AsyncNamespace):
             return None
 
     async def _authenticate(self, sid: str, token: str) -> dict[str, Any]:
-        """Bind the socket to the token's user; answers the `authenticated` payload."""
-        if "identity" in (await self._session(sid) or {}):  # checked first: a bad token must not end this socket
-            raise ValidationFailed("This socket is already authenticated")
-        identity = await self.services.auth.authenticate(token)
+        """Bind the socket to the token's user, all or nothing; answers the `authenticated` payload.
+
+        Everything that can fail (the token, the user's view, the chats, presence)
+        is done before the identity is kept, and undone if a later step fails, so a
+        socket is either authenticated with every room joined and counted online,
+        or not at all and free to try again.
+        """
         session = await self._session(sid) or {}
-        if "identity" in session:  # a second `authenticate` raced this one while the token was checked
+        if "identity" in session or session.get("authenticating"):  # a bad token must not end this socket
             raise ValidationFailed("This socket is already authenticated")
+        session["authenticating"] = True
+        await self.save_session(sid, session)
+        identity, counted = None, False
+        try:
+            identity = await self.services.auth.authenticate(token)
+            await self.enter_room(sid, user_room(identity.user.id))
+            await self.enter_room(sid, login_room(identity.session_id))
+            await self.enter_chats(sid, identity.user.id)
+            await self.services.presence.socket_opened(identity.user.id, sid)
+            counted = True
+            user = await self.services.users.view(identity.user, identity.user.id)  # online, counted just now
+        except BaseException:
+            if counted and identity is not None:
+                await self.after_sign_off(sid, identity)
+            if identity is not None:
+                for room in self.rooms(sid):
+                    if room != sid:
+                        await self.leave_room(sid, room)
+            session = await self._session(sid)
+            if session is not None:
+                session.pop("authenticating", None)
+                await self.save_session(sid, session)
+            raise
+        session = await self._session(sid)
+        if session is None or not self.server.manager.is_connected(sid, self.namespace):
+            # it disconnected while being counted, and its close found no identity: undo the count
+            await self.after_sign_off(sid, identity)
+            return {"user": _user_out.dump(user)}
         deadline = session.pop("deadline", None)
         if deadline is not None:
             deadline.cancel()
+        session.pop("authenticating", None)
         session["identity"] = identity
         await self.save_session(sid, session)
-        await self.enter_room(sid, user_room(identity.user.id))
-        await self.enter_room(sid, login_room(identity.session_id))
-        await self.after_authenticate(sid, identity)
-        user = await self.services.users.view(identity.user, identity.user.id)
         payload = {"user": _user_out.dump(user)}
         await self.emit("authenticated", payload, to=sid)
         return payload
 
-    async def after_authenticate(self, sid: str, identity: Identity) -> None:
-        """Join the rooms of every chat of the user and count the socket for presence."""
-        for chat_id in await self.services.chats.chat_ids(identity.user.id):
-            await self.enter_room(sid, chat_room(chat_id))
-        presence = self.services.presence
-        await presence.socket_opened(identity.user.id, sid)
-        if not self.server.manager.is_connected(sid, self.namespace):
-            # it disconnected while being counted, and its close was a no-op: undo the count
-            await presence.socket_closed(identity.user.id, sid)
+    async def enter_chats(self, sid: str, user_id: str) -> None:
+        """Join the rooms of every chat of the user, as the store has them once no room change races the read.
+
+        A member added or removed while the chats were read has its room change
+        applied to the user's sockets, which this one may not have been among yet;
+        the count of changes applied to the user tells, and the chats are read again.
+        """
+        changes = self.server.room_changes
+        for _ in range(10):
+            seen = changes[user_id]
+            chats = {chat_room(chat_id) for chat_id in await self.services.chats.chat_ids(user_id)}
+            for room in self.rooms(sid):
+                if room.startswith("chat:") and room not in chats:
+                    await self.leave_room(sid, room)
+            for room in chats:
+                await self.enter_room(sid, room)
+            if changes[user_id] == seen:
+                return
+        log.warning("the chats of %s kept changing while a socket joined them", user_id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         session = await self._session(sid)

@@ -5,13 +5,23 @@ one login, `chat:<id>` every socket of the chat's members. An event goes out on
 `/` and on the namespace that carries it (`EVENT_NAMESPACES`), encoded once per
 namespace whatever the number of recipients.
 
-With `redis.url` set, Socket.IO runs on `RedisManager`: every emit reaches the
-sockets of every process through one Redis pub/sub channel. Joining and leaving
-chat rooms and ending logins act on sockets, which python-socketio only knows
-in the process that holds them, so the notifier applies such an instruction to
-its own sockets and publishes it on the same channel; every other process
-applies it to its sockets. One channel keeps the order: a member added to a
-group, then the group's next message, arrive at every process in that order.
+With `redis.url` set, several processes share one ordered path. Every notifier
+call (an event for a chat or for users, a room join or leave, logins ended) is
+one message on one Redis pub/sub channel, and every process, the one that
+published it included, applies it to its own sockets when it comes back from
+the channel. Redis delivers a channel's messages to every subscriber in the
+order it took them, so every process applies the same calls in the same order.
+And the call returns only once Redis has taken the message: the ack or REST
+answer that follows can only be followed by calls that come later in that order.
+Hence, on every process: a member removed (and acknowledged) gets nothing sent
+after; a member added gets everything sent after; a message acknowledged before
+another is sent is seen first; an edit never overtakes its message.
+
+Pub/sub keeps nothing for a subscriber that is away, so a process whose
+subscription drops can no longer promise its sockets anything: it closes them
+(Engine.IO close, so clients reconnect and catch up with `sync`) and refuses new
+connections until it is subscribed again. A call whose message Redis did not
+take fails with 503 `SYS_001`; what the domain stored stays stored.
 """
 
 from __future__ import annotations
@@ -27,14 +37,15 @@ import socketio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from handlers.sio.base import chat_room, login_room, user_room
+from handlers.sio.base import SocketServer, chat_room, login_room, user_room
 from handlers.sio.fanout import DirectFanoutManager
 from handlers.sio.namespaces import EVENT_NAMESPACES, NAMESPACES, ROOT
+from models.errors import ServiceUnavailable
 from models.notifier import Notifier
 
 log = logging.getLogger(__name__)
 REVOKED = {"code": "AUTH_001", "message": "This session was signed out"}
-INSTRUCTION = "whatschat:rooms"  # the `method` of a room instruction among python-socketio's own messages
+INSTRUCTION = "whatschat:call"  # the `method` of a notifier call among python-socketio's own messages
 # Commands give up fast when Redis is away (one retry, for a pooled connection Redis closed when it
 # restarted), so an emit never holds a handler for long. The listener blocks on reads without a timeout.
 REDIS_OPTIONS: dict[str, Any] = {
@@ -47,19 +58,19 @@ Instruction = dict[str, Any]
 
 
 class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
-    """python-socketio's `AsyncRedisManager`, with its two Redis calls made to survive outages.
+    """python-socketio's `AsyncRedisManager` as the one ordered path between processes.
 
-    - Publishing never raises into a handler and never makes it wait: messages
-      go into a bounded outbox that one task publishes in order. After a
-      failure, the outbox is dropped (logged once) for `pause` seconds rather
-      than tried message by message against a dead Redis. Sockets on other
-      processes miss those events; clients catch up with `sync` (their
-      Socket.IO connections are unaffected).
-    - The listener reconnects with a backoff that doubles from `min_retry` to
-      `max_retry` seconds (upstream grows to 60 s), closing what it opened.
+    - `publish` hands Redis a notifier call and returns once Redis took it (or
+      raises): one task publishes the outbox in order, a pipeline per batch, so
+      waiting costs a sender one round trip shared with every other sender of
+      the moment. After a failure it fails at once for `pause` seconds rather
+      than try message by message against a dead Redis.
+    - The listener applies each notifier call (`on_instruction`) as it comes,
+      its own included, in the channel's order. When its subscription drops it
+      calls `on_lost` (the notifier closes this process's sockets) and
+      reconnects with a backoff that doubles from `min_retry` to `max_retry`
+      seconds (upstream grows to 60 s). `accepting` is False meanwhile.
     - An emit addressed to one socket of this process does not go through Redis.
-    - Room instructions (`publish_instruction`) share the channel, and so the
-      order, of the emits; `on_instruction` applies those of other processes.
     """
 
     def __init__(
@@ -70,19 +81,27 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
         max_retry: float = 2.0,
         pause: float = 1.0,
         outbox: int = 10_000,
+        batch: int = 256,
     ) -> None:
         super().__init__(url, channel=channel, redis_options=dict(REDIS_OPTIONS))
         self.min_retry = min_retry
         self.max_retry = max_retry
         self.pause = pause
-        self.dropped = 0  # messages other processes never got: outbox full or Redis away
-        self._outbox: asyncio.Queue[Any] = asyncio.Queue(outbox)
+        self.batch = batch
+        self.dropped = 0  # messages Redis never took: outbox full or Redis away
+        self._outbox: asyncio.Queue[tuple[Any, asyncio.Future[None] | None]] = asyncio.Queue(outbox)
         self._sender: asyncio.Task[None] | None = None
         self.on_instruction: Callable[[Instruction], Awaitable[None]] | None = None
-        self.subscribed = asyncio.Event()  # set while the listener holds a subscription, for tests and logs
+        self.on_lost: Callable[[], Awaitable[None]] | None = None
+        self.subscribed = asyncio.Event()  # set while the listener holds a subscription
         self._publisher: aioredis.Redis | None = None
         self._listener: tuple[aioredis.Redis, Any] | None = None  # the listener's client and subscription
         self._silent_until = 0.0
+
+    @property
+    def accepting(self) -> bool:
+        """Whether this process can promise a new socket every event: only while subscribed."""
+        return self.subscribed.is_set()
 
     def _client(self) -> aioredis.Redis:
         return aioredis.Redis.from_url(self.redis_url, **self.redis_options)
@@ -96,41 +115,63 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
             kwargs["ignore_queue"] = True
         return await super().emit(event, data, namespace=namespace, room=room, **kwargs)
 
-    async def publish_instruction(self, instruction: Instruction) -> None:
-        await self._publish({**instruction, "method": INSTRUCTION, "host_id": self.host_id})
+    async def publish(self, instruction: Instruction) -> None:
+        """Put a notifier call on the channel; returns once Redis has taken it, raises `ConnectionError` if not."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue({**instruction, "method": INSTRUCTION, "host_id": self.host_id}, done)
+        await done
 
     async def _publish(self, data: Any) -> None:
+        """python-socketio's own messages (remote disconnects, callbacks): in the same order, unawaited."""
+        self._enqueue(data, None)
+
+    def _enqueue(self, data: Any, done: asyncio.Future[None] | None) -> None:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send_forever())
         try:
-            self._outbox.put_nowait(data)
+            self._outbox.put_nowait((data, done))
         except asyncio.QueueFull:
             self._drop("the outbox is full")
+            if done is not None:
+                done.set_exception(ConnectionError("the Redis outbox is full"))
 
     def _drop(self, why: str) -> None:
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 1000 == 0:
-            log.warning("%d event(s) for other processes dropped so far (%s)", self.dropped, why)
+            log.warning("%d message(s) for the processes never reached Redis so far (%s)", self.dropped, why)
 
     async def _send_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            data = await self._outbox.get()
+            batch = [await self._outbox.get()]
+            while len(batch) < self.batch and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            error: Exception | None = None
             try:
                 if loop.time() < self._silent_until:
-                    self._drop("Redis is away")
-                    continue
+                    raise ConnectionError("Redis is away")
                 if self._publisher is None:
                     self._publisher = self._client()
-                await self._publisher.publish(self.channel, self.json.dumps(data))
+                async with self._publisher.pipeline(transaction=False) as pipe:
+                    for data, _ in batch:
+                        pipe.publish(self.channel, self.json.dumps(data))
+                    await pipe.execute()
             except Exception as exc:  # RedisError, OSError: stop trying for a moment
-                self._silent_until = loop.time() + self.pause
-                self._drop(f"Redis publish failed: {exc}")
-            finally:
+                if loop.time() >= self._silent_until:
+                    self._silent_until = loop.time() + self.pause
+                error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc))
+            for _, done in batch:
+                if error is not None:
+                    self._drop(f"Redis publish failed: {error}")
+                if done is not None and not done.done():
+                    if error is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(error)
                 self._outbox.task_done()
 
     async def _listen(self) -> AsyncIterator[Any]:
-        """What python-socketio's `_thread` handles, parsed; room instructions are applied here, in order."""
+        """What python-socketio's `_thread` handles, parsed; notifier calls are applied here, in order."""
         channel = self.channel.encode()
         delay = self.min_retry
         while True:
@@ -142,6 +183,7 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
                 if delay > self.min_retry:
                     log.warning("Redis answers again: listening on channel %s", self.channel)
                 delay = self.min_retry
+                self._silent_until = 0.0  # Redis answers: publishing need not wait out its pause
                 self.subscribed.set()
                 async for message in pubsub.listen():
                     if message.get("type") != "message" or message.get("channel") != channel:
@@ -160,19 +202,22 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
                 level = logging.WARNING if delay == self.min_retry else logging.DEBUG  # once per outage
                 log.log(level, "Redis channel %s lost (%s); retrying", self.channel, exc)
             finally:
+                was_subscribed = self.subscribed.is_set()
                 self.subscribed.clear()
                 self._listener = None
                 await _close_quietly(pubsub.aclose(), client.aclose())
+            if was_subscribed and self.on_lost is not None:
+                await self.on_lost()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_retry)
 
     async def _apply(self, data: Instruction) -> None:
-        if data.get("host_id") == self.host_id or self.on_instruction is None:
-            return  # the publisher applied it to its own sockets already
+        if self.on_instruction is None:
+            return
         try:
             await self.on_instruction(data)
         except Exception:
-            log.exception("room instruction %s failed", data.get("op"))
+            log.exception("notifier call %s failed", data.get("op"))
 
     async def start(self) -> None:
         """Subscribe now, not at the first connection (python-socketio's default)."""
@@ -182,6 +227,7 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
 
     async def stop(self, flush: float = 1.0) -> None:
         """Publish what is queued (for at most `flush` seconds), then stop listening and close."""
+        self.on_lost = None  # closing down: nothing to tell the sockets
         if self._sender is not None:
             if not self._sender.done():
                 with contextlib.suppress(TimeoutError):
@@ -211,50 +257,72 @@ async def _close_quietly(*closing: Awaitable[Any]) -> None:
 
 
 class SocketNotifier(Notifier):
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    """Notifier calls as instructions: applied at once in one process, through the channel with several."""
+
+    def __init__(self, sio: SocketServer) -> None:
         self.sio = sio
         manager = sio.manager
         self.bus = manager if isinstance(manager, RedisManager) else None
         if self.bus is not None:
             self.bus.on_instruction = self.apply
+            self.bus.on_lost = self.close_all
 
     def _namespaces(self, event: str) -> tuple[str, ...]:
         extra = EVENT_NAMESPACES.get(event)
         return (ROOT, extra) if extra else (ROOT,)
 
     async def to_users(self, user_ids: Iterable[str], event: str, payload: Any) -> None:
-        rooms = [user_room(uid) for uid in user_ids]
-        if rooms:
-            for ns in self._namespaces(event):
-                await self.sio.emit(event, payload, room=rooms, namespace=ns)
+        users = list(user_ids)
+        if users:
+            await self._carry({"op": "users", "user_ids": users, "event": event, "payload": payload})
 
     async def to_chat(self, chat_id: str, event: str, payload: Any, origin: str | None = None) -> None:
-        for ns in self._namespaces(event):
-            await self.sio.emit(event, payload, room=chat_room(chat_id), skip_sid=origin, namespace=ns)
+        await self._carry({"op": "chat", "chat_id": chat_id, "event": event, "payload": payload, "origin": origin})
 
     async def join_chat(self, user_ids: Iterable[str], chat_id: str) -> None:
-        await self._everywhere({"op": "join", "user_ids": list(user_ids), "chat_id": chat_id})
+        await self._carry({"op": "join", "user_ids": list(user_ids), "chat_id": chat_id})
 
     async def leave_chat(self, user_ids: Iterable[str], chat_id: str) -> None:
-        await self._everywhere({"op": "leave", "user_ids": list(user_ids), "chat_id": chat_id})
+        await self._carry({"op": "leave", "user_ids": list(user_ids), "chat_id": chat_id})
 
     async def end_sessions(self, session_ids: Iterable[str]) -> None:
         """Tell each socket of those logins why, then disconnect it, in every process."""
-        await self._everywhere({"op": "end", "session_ids": list(session_ids)})
+        await self._carry({"op": "end", "session_ids": list(session_ids)})
 
-    async def _everywhere(self, instruction: Instruction) -> None:
-        """Apply to this process's sockets now, then have every other process apply it to its own."""
-        await self.apply(instruction)
-        if self.bus is not None:
-            await self.bus.publish_instruction(instruction)
+    async def _carry(self, instruction: Instruction) -> None:
+        """Apply it here and now with one process; with several, put it in the channel's order and wait for that."""
+        if self.bus is None:
+            await self.apply(instruction)
+            return
+        try:
+            await self.bus.publish(instruction)
+        except ConnectionError as exc:
+            raise ServiceUnavailable("Live delivery is unavailable for a moment; what was saved stays saved") from exc
 
     async def apply(self, instruction: Instruction) -> None:
         """Carry out one instruction on the sockets of this process only."""
         op = instruction.get("op")
-        if op in ("join", "leave"):
+        if op == "chat":
+            event, room = str(instruction["event"]), chat_room(str(instruction["chat_id"]))
+            for ns in self._namespaces(event):
+                await self.sio.emit(
+                    event,
+                    instruction["payload"],
+                    room=room,
+                    skip_sid=instruction.get("origin"),
+                    namespace=ns,
+                    ignore_queue=True,
+                )
+        elif op == "users":
+            event, rooms = str(instruction["event"]), [user_room(str(uid)) for uid in instruction["user_ids"]]
+            for ns in self._namespaces(event):
+                await self.sio.emit(event, instruction["payload"], room=rooms, namespace=ns, ignore_queue=True)
+        elif op in ("join", "leave"):
             room = chat_room(str(instruction["chat_id"]))
             move = self.sio.enter_room if op == "join" else self.sio.leave_room
-            for ns, sid in self._sockets_of([str(uid) for uid in instruction["user_ids"]]):
+            users = [str(uid) for uid in instruction["user_ids"]]
+            self.sio.room_changes.update(users)
+            for ns, sid in self._sockets_of(users):
                 await move(sid, room, namespace=ns)
         elif op == "end":
             for session_id in instruction["session_ids"]:
@@ -263,6 +331,15 @@ class SocketNotifier(Notifier):
                     for sid in [sid for sid, _ in self.sio.manager.get_participants(ns, room)]:
                         await self.sio.emit("unauthorized", REVOKED, to=sid, namespace=ns, ignore_queue=True)
                         await self.sio.disconnect(sid, namespace=ns, ignore_queue=True)
+
+    async def close_all(self) -> None:
+        """This process lost the channel and may have missed events: every socket reconnects and catches up."""
+        sockets = list(self.sio.eio.sockets.values())
+        if sockets:
+            log.warning("closing %d socket(s): events may have been missed while Redis was away", len(sockets))
+        for socket in sockets:
+            with contextlib.suppress(Exception):
+                await socket.close(wait=False, abort=True)
 
     def _sockets_of(self, user_ids: list[str]) -> list[tuple[str, str]]:
         out = []

@@ -245,6 +245,24 @@ class Store(ABC):
     async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None: ...
 
     @abstractmethod
+    async def tombstone_message(self, message_id: str, at: str) -> bool:
+        """Empty a live message and mark it deleted at `at`; False if it was deleted (or missing) already.
+
+        Two deletes racing each other both find the message live; only the one
+        this answers True for announces it, so clients hear of the delete once.
+        """
+
+    @abstractmethod
+    async def edit_message(self, message_id: str, changes: dict[str, Any]) -> bool:
+        """Apply an edit (`changes` carries its `edited_at`) to a live message, unless a newer edit is stored.
+
+        Two edits of one message may commit in either order, on any process; keeping
+        the one with the latest `edited_at` makes the store agree with every client
+        that keeps the latest `editedAt` it heard of. False: the message is deleted or
+        missing, or a newer edit stands (nothing was written).
+        """
+
+    @abstractmethod
     async def list_messages(
         self,
         chat_id: str,

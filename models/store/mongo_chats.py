@@ -293,6 +293,21 @@ class ChatCollections(MongoBase):
             await self.messages.update_one({"_id": text(message_id)}, {"$set": values})
         return await self.get_message(message_id)
 
+    async def tombstone_message(self, message_id: str, at: str) -> bool:
+        live = {"_id": text(message_id), "deleted": {"$ne": True}}
+        empty = {"content": "", "metadata": None, "deleted": True, "updated_at": text(at)}
+        return bool((await self.messages.update_one(live, {"$set": empty})).matched_count)
+
+    async def edit_message(self, message_id: str, changes: dict[str, Any]) -> bool:
+        values = checked_changes(changes, MESSAGE_FIELDS, _MESSAGE_FLAGS)
+        if "metadata" in values:
+            values["metadata"] = _encoded(changes["metadata"])
+        edited_at = text(changes["edited_at"])
+        live = {"_id": text(message_id), "deleted": {"$ne": True}}
+        newest = {"$or": [{"edited_at": None}, {"edited_at": {"$lte": edited_at}}]}
+        result = await self.messages.update_one({**live, **newest}, {"$set": values})
+        return bool(result.matched_count)
+
     async def list_messages(
         self,
         chat_id: str,

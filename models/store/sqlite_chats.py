@@ -319,6 +319,18 @@ class ChatTables(SearchIndex):
             await self._write(f"UPDATE messages SET {assignments} WHERE id = ?", [*values.values(), message_id])
         return await self.get_message(message_id)
 
+    async def tombstone_message(self, message_id: str, at: str) -> bool:
+        empty = "content = '', metadata = NULL, deleted = 1, updated_at = ?"
+        return await self._write(f"UPDATE messages SET {empty} WHERE id = ? AND deleted = 0", [at, message_id]) == 1
+
+    async def edit_message(self, message_id: str, changes: dict[str, Any]) -> bool:
+        check_changes(changes, MESSAGE_FIELDS)
+        values = {k: (orjson.dumps(v).decode() if k == "metadata" and v is not None else v) for k, v in changes.items()}
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        condition = "id = ? AND deleted = 0 AND (edited_at IS NULL OR edited_at <= ?)"
+        params = [*values.values(), message_id, changes["edited_at"]]
+        return await self._write(f"UPDATE messages SET {assignments} WHERE {condition}", params) == 1
+
     async def list_messages(
         self,
         chat_id: str,

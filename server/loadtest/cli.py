@@ -20,6 +20,13 @@ from server.loadtest.runner import LoadTest, Options, Result
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server to load (default %(default)s)")
+    parser.add_argument(
+        "--also-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another process of the same deployment (repeatable): sockets go round-robin over every URL",
+    )
     parser.add_argument("--users", type=int, default=200, help="users to register and connect (default %(default)s)")
     parser.add_argument(
         "--group-size", type=int, default=2, help="members per chat: 2 for private chats, more for groups"
@@ -43,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace) -> Options:
     return Options(
         url=args.url,
+        also_urls=tuple(args.also_url),
         users=args.users,
         group_size=args.group_size,
         duration=args.duration,

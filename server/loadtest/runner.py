@@ -30,6 +30,7 @@ from server.loadtest.stats import Summary
 @dataclass(frozen=True, slots=True)
 class Options:
     url: str
+    also_urls: tuple[str, ...] = ()  # more processes of the deployment: socket i goes to the i-th URL, round-robin
     users: int = 200
     group_size: int = 2
     duration: float = 20.0
@@ -163,6 +164,7 @@ class LoadTest:
         assert self.population is not None
         self._phase = "connecting"
         gate = asyncio.Semaphore(self.o.connect_concurrency)
+        urls = (self.o.url, *self.o.also_urls)  # members of a chat are consecutive: they land on different processes
         times: list[float] = []
         self._seen = [set() for _ in self.population.users]
         self._outstanding = [0] * len(self.population.users)
@@ -173,7 +175,7 @@ class LoadTest:
                 began = time.monotonic()
                 try:
                     async with asyncio.timeout(30.0):
-                        await sock.connect(session, self.o.url, token, deflate=self.o.deflate)
+                        await sock.connect(session, urls[index % len(urls)], token, deflate=self.o.deflate)
                 except (SocketClosed, aiohttp.ClientError, OSError, TimeoutError) as exc:
                     self.result.errors[f"connect failed: {type(exc).__name__}"] += 1
                     return sock
