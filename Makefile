@@ -22,13 +22,18 @@ UV_VERSION := 0.13.10
 # slow ones; tests/browser needs the web client that npm builds. The rest runs on every core (pytest-xdist).
 CHECK_ARGS := -m 'not node and not browser and not redis and not slow' --ignore=tests/browser -n auto
 
-.PHONY: run test check soak fuzz bench lint format lock clean venv node web tools system-packages
+.PHONY: run test check screenshot soak fuzz bench lint format lock clean venv node web tools system-packages
 
 run: $(SERVE_STAMP) $(WEB_BUNDLE)
 	$(PY) -m server serve
 
 test: tools $(TEST_STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the README's picture of the web client (docs/web-client.png), taken by the browser test; a plain
+# `make test` writes its picture to the ignored build/ instead, so tests never change a tracked file
+screenshot: tools $(TEST_STAMP) $(WEB_BUNDLE)
+	WHATSCHAT_TEST_SCREENSHOT=docs/web-client.png $(PY) -m pytest tests/browser/test_web_client.py -q
 
 # the quick loop (well under a minute): lint, then the tests that need neither Node, Chromium nor
 # redis-server and are not slow
@@ -53,9 +58,11 @@ soak: tools $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+# ruff, then mypy (configured in setup.cfg: what it checks, strict on models/ and schemas/; cached in .mypy_cache)
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(TEST_STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -124,4 +131,4 @@ $(WEB_BUNDLE): web/package.json web/package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules .pytest_cache .ruff_cache web/node_modules web/vendor
+	rm -rf $(VENV) tests/node/node_modules .pytest_cache .ruff_cache .mypy_cache web/node_modules web/vendor

@@ -231,7 +231,8 @@ class ChatNamespace(socketio.AsyncNamespace):
 
     async def on_send_message(self, sid: str, data: Any) -> dict[str, Any]:
         user = self.state.socket_user.get(sid)
-        chat = self.state.chats.get(data.get("chatId")) if isinstance(data, dict) else None
+        chat_id = data.get("chatId") if isinstance(data, dict) else None
+        chat = self.state.chats.get(chat_id) if isinstance(chat_id, str) else None
         if user is None or chat is None or user not in chat.members:
             return CHAT_NOT_FOUND
         stamp = now()

@@ -16,6 +16,19 @@ def _frame(text: str) -> str:
     return f"{name} ({module})" if module else name
 
 
+# frames on every sample, left out of the table: the command line and the event loop's runner (`server/run.py`)
+OUTER_FRAMES = (
+    "<module>",
+    "_run_code",
+    "_run_module_as_main",
+    "main (__main__.py)",
+    "serve (run.py)",
+    "run (runners.py)",
+    "Runner.run (runners.py)",
+    "run_app (web.py)",
+)
+
+
 def profile_summary(raw: str, top: int = 20) -> str:
     """Markdown tables: the functions most often on the stack, and most often on top of it."""
     inclusive: Counter[str] = Counter()
@@ -34,8 +47,7 @@ def profile_summary(raw: str, top: int = 20) -> str:
     if not total:
         return ""
     lines = [f"{total:,} samples.", "", "| on the stack | function |", "| ---: | --- |"]
-    skip = ("<module>", "_run_code", "_run_module_as_main", "main (__main__.py)", "serve (__main__.py)")
-    shown = [(f, n) for f, n in inclusive.most_common() if not f.startswith(skip)][:top]
+    shown = [(f, n) for f, n in inclusive.most_common() if not f.startswith(OUTER_FRAMES)][:top]
     lines += [f"| {100 * n / total:.1f}% | `{f}` |" for f, n in shown]
     lines += ["", "| itself | function |", "| ---: | --- |"]
     lines += [f"| {100 * n / total:.1f}% | `{f}` |" for f, n in own.most_common(top)]

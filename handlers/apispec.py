@@ -2,8 +2,9 @@
 
 - OpenAPI 3.1 for REST: the route table plus each handler's `@doc` declaration.
 - AsyncAPI 3.0 for Socket.IO: the namespaces as channels, every client event
-  with its payload and ack, every server event with its payload
-  (`schemas/events.py` and each namespace's `event_schemas`).
+  with its payload and ack (each namespace's `event_schemas`, `ACK_DATA`), every
+  server event with its payload, summary and channels (the event registry,
+  `handlers.sio.events`).
 
 Both documents share one set of component schemas converted by apispec's
 marshmallow plugin. A route or an event without a schema is an error here, so a
@@ -21,10 +22,11 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
 from handlers.rest.apidoc import Doc, declared
-from handlers.sio.namespaces import EVENT_NAMESPACES, NAMESPACES, ROOT, namespace_classes
+from handlers.sio.events import EVENTS
+from handlers.sio.namespaces import NAMESPACES, ROOT, namespace_classes
 from schemas.auth import Authenticate
 from schemas.common import PaginationOut
-from schemas.events import ACK_DATA, SERVER_EVENTS, ErrorOut
+from schemas.events import ACK_DATA, ErrorOut
 from schemas.responses import ErrorEnvelope
 
 API_PREFIX = "/api/v1"
@@ -32,7 +34,6 @@ VERSION = "1.0.0"
 TITLE = "WhatsChat"
 DESCRIPTION = "A Socket.IO-first realtime chat service. See docs/protocol.md for the rules behind each operation."
 CHANNELS = {ROOT: "root", "/messages": "messages", "/calls": "calls", "/status": "status"}
-_EVERYWHERE = ("authenticated", "unauthorized", "error")  # any namespace sends these to its own sockets
 
 
 class UndocumentedError(RuntimeError):
@@ -155,18 +156,19 @@ def build_asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     client_events = {ns: cls.event_schemas for ns, cls in namespace_classes().items()}
-    for event, schema in SERVER_EVENTS.items():
-        messages[event] = {"name": event, "title": event, "payload": _event_payload(plugin, schema)}
+    for pushed, entry in EVENTS.items():
+        name, payload = pushed.value, _event_payload(plugin, entry.schema)
+        messages[name] = {"name": name, "title": name, "summary": entry.description, "payload": payload}
     for events in client_events.values():
-        for event, schema in {"authenticate": None, **events}.items():
+        for event, loaded_with in {"authenticate": None, **events}.items():
             key = f"client_{event}"
             if key not in messages:
-                payload = _ref(plugin, schema or Authenticate)
+                payload = _ref(plugin, loaded_with or Authenticate)
                 messages[key] = {"name": event, "title": f"{event} (client)", "payload": payload}
                 messages[f"{event}_ack"] = {"name": f"{event} ack", "payload": _ack(plugin, event)}
     for ns in NAMESPACES:
         channel = CHANNELS[ns]
-        sent = [e for e in SERVER_EVENTS if ns == ROOT or EVENT_NAMESPACES.get(e) == ns or e in _EVERYWHERE]
+        sent = [pushed.value for pushed, entry in EVENTS.items() if ns in entry.namespaces]
         received = ["authenticate", *client_events[ns]]
         channel_messages = {f"client_{e}": {"$ref": f"#/components/messages/client_{e}"} for e in received}
         channel_messages |= {f"{e}_ack": {"$ref": f"#/components/messages/{e}_ack"} for e in received}

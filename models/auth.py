@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from models.clock import iso_in, new_id, now_iso
-from models.documents import Session, User
+from models.documents import Role, Session, User
 from models.errors import Conflict, RateLimited, Unauthenticated, WrongCredentials
 from models.mail import Mailer
 from models.notifier import Notifier
@@ -69,7 +69,7 @@ class AuthService:
         self.reset_url = reset_url
 
     async def register(
-        self, *, username: str, email: str, password: str, phone: str | None = None, role: str = "user"
+        self, *, username: str, email: str, password: str, phone: str | None = None, role: Role = "user"
     ) -> tuple[User, TokenPair]:
         now = now_iso()
         user = User(
@@ -78,7 +78,7 @@ class AuthService:
             username=username,
             password_hash=await self.hasher.hash(password),
             phone=phone,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             created_at=now,
             updated_at=now,
         )

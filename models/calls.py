@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from models.auth import Identity
@@ -27,15 +27,14 @@ from models.chats import ChatService
 from models.clock import new_id, now_iso, parse_iso
 from models.documents import Call, CallParticipant
 from models.errors import CallFailed, NotFound, ParticipantsOffline, UserNotFound, ValidationFailed
+from models.events import Event
 from models.live_calls import IN_CALL, LIVE, CallLock, LiveCall, LiveCalls, MemoryLiveCalls
 from models.notifier import Notifier
 from models.presence import PresenceService
 from models.store.base import Store
-from models.views import CallParticipantView, CallView
-from schemas.calls import CallOut
+from models.views import CallParticipantView, CallView, Relay, Signal
 
 log = logging.getLogger(__name__)
-_call_out = CallOut()
 RETRY_RING = 0.5  # seconds before a ring timeout that failed to apply is tried again
 MAX_POLL_BACKOFF = 2.0  # the longest pause between polls while the registry does not answer
 
@@ -64,11 +63,19 @@ class CallService:
 
     # views
     async def view(self, call: Call) -> CallView:
-        users = await self.store.get_users([p.user_id for p in call.participants])
-        return CallView(call, [CallParticipantView(p, users.get(p.user_id)) for p in call.participants])
+        """The call with its participants' names: what the wire shows.
 
-    async def dump(self, call: Call) -> dict[str, Any]:
-        return _call_out.dump(await self.view(call))
+        The actions below answer the `Call` itself (the state machine's document);
+        an adapter asks for its view here, as it does of `UserService.view`.
+        """
+        return (await self.views([call]))[0]
+
+    async def views(self, calls: list[Call]) -> list[CallView]:
+        """Views of several calls, their users read in one query."""
+        users = await self.store.get_users(list({p.user_id for call in calls for p in call.participants}))
+        return [
+            CallView(call, [CallParticipantView(p, users.get(p.user_id)) for p in call.participants]) for call in calls
+        ]
 
     # reading
     async def get(self, identity: Identity, call_id: str) -> Call:
@@ -120,10 +127,10 @@ class CallService:
                 await self.live.release(lock, claimed)
                 raise
             await self.store.save_call(call)
-            payload = await self.dump(call)
+            view = await self.view(call)
             ringing = [p.user_id for p in call.participants if p.status == "invited"]
-            await self.notifier.to_users(ringing, "incoming_call", payload)
-            await self.notifier.to_users(self._audience(entry), "call_status_update", payload)
+            await self.notifier.to_users(ringing, Event.INCOMING_CALL, view)
+            await self.notifier.to_users(self._audience(entry), Event.CALL_STATUS_UPDATE, view)
             return call
 
     @staticmethod
@@ -148,7 +155,7 @@ class CallService:
         return Call(call_id, data["type"], me, "ringing", now, now, participants, chat_id=data.get("chatId"))
 
     async def _is_online(self, user_id: str) -> bool:
-        online = self.presence.is_online(user_id)
+        online: bool | Awaitable[bool] = self.presence.is_online(user_id)
         if inspect.isawaitable(online):  # presence shared across processes answers asynchronously
             online = await online
         return bool(online)
@@ -265,8 +272,7 @@ class CallService:
         call.updated_at = now_iso()
         await self.live.commit(lock, entry)
         await self.store.save_call(call)
-        payload = await self.dump(call)
-        await self.notifier.to_users(self._audience(entry), "call_status_update", payload)
+        await self.notifier.to_users(self._audience(entry), Event.CALL_STATUS_UPDATE, await self.view(call))
         return call
 
     @staticmethod
@@ -311,8 +317,8 @@ class CallService:
                 await asyncio.sleep(self.live.poll_interval)
 
     # signalling
-    async def relay(self, identity: Identity, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Forward an offer, answer or ICE candidate to one participant of the same live call."""
+    async def relay(self, identity: Identity, event: Event, data: dict[str, Any]) -> Relay:
+        """Forward an offer, answer or ICE candidate (`event`) to one participant of the same live call."""
         entry = await self.live.get(data["callId"])
         me = entry.call.participant(identity.user.id) if entry is not None else None
         if entry is None or me is None:
@@ -322,9 +328,9 @@ class CallService:
             raise CallFailed("You are no longer in this call")
         if target is None or target.status not in IN_CALL or target.user_id == me.user_id:
             raise CallFailed("That user is not in this call")
-        payload = {key: value for key, value in data.items() if key != "to"}
-        await self.notifier.to_users([target.user_id], event, {**payload, "from": me.user_id, "to": target.user_id})
-        return {"callId": entry.call.id, "to": target.user_id}
+        signal = Signal(entry.call.id, me.user_id, target.user_id, data.get("sdp"), data.get("candidate"))
+        await self.notifier.to_users([target.user_id], event, signal)
+        return Relay(entry.call.id, target.user_id)
 
     async def close(self) -> None:
         """Stop the ring loop; live calls stay in the registry (another process may time them out)."""

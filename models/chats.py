@@ -8,6 +8,7 @@ the chat's room and told.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,14 +16,22 @@ from models.auth import Identity
 from models.clock import new_id, now_iso
 from models.documents import Chat, Member, User
 from models.errors import ChatNotFound, Forbidden, UserNotFound, ValidationFailed
+from models.events import Event
 from models.notifier import Notifier
 from models.presence import PresenceService
 from models.store.base import DuplicateKey, Store
-from models.views import ChatView, MessageView, ParticipantView, delivery_status
-from schemas.chats import ChatOut, ParticipantOut
-
-_chat_out = ChatOut()
-_participant_out = ParticipantOut()
+from models.views import (
+    ChatDeletion,
+    ChatView,
+    MemberRemoved,
+    MembersAdded,
+    MessageView,
+    ParticipantView,
+    ReadState,
+    Receipt,
+    RoleChange,
+    delivery_status,
+)
 
 
 def pair_key(a: str, b: str) -> str:
@@ -121,11 +130,11 @@ class ChatService:
         await self.notifier.join_chat(user_ids, chat.id)
         for uid in user_ids:
             member = await self.store.get_member(chat.id, uid)
-            await self.notifier.to_users([uid], "chat_created", _chat_out.dump(await self.view(uid, chat, member)))
+            await self.notifier.to_users([uid], Event.CHAT_CREATED, await self.view(uid, chat, member))
 
     async def _announce_updated(self, chat: Chat) -> None:
         view = await self.view(None, chat, None)
-        await self.notifier.to_chat(chat.id, "chat_updated", _chat_out.dump(view))
+        await self.notifier.to_chat(chat.id, Event.CHAT_UPDATED, view)
 
     # creating
     async def create_private(self, identity: Identity, other_id: str) -> tuple[ChatView, bool]:
@@ -218,7 +227,7 @@ class ChatService:
             self._require_admin(chat, member, "delete the group")
         user_ids = [m.user_id for m in await self.store.list_members(chat.id)]
         await self.store.delete_chat(chat.id)
-        await self.notifier.to_chat(chat.id, "chat_deleted", {"chatId": chat.id, "deletedBy": identity.user.id})
+        await self.notifier.to_chat(chat.id, Event.CHAT_DELETED, ChatDeletion(chat.id, identity.user.id))
         await self.notifier.leave_chat(user_ids, chat.id)
 
     async def set_flag(self, identity: Identity, chat_id: str, flag: str, value: bool) -> ChatView:
@@ -227,7 +236,10 @@ class ChatService:
         member = await self.store.update_member(chat.id, identity.user.id, {flag: int(value)})
         return await self.view(identity.user.id, chat, member)
 
-    async def add_members(self, identity: Identity, chat_id: str, user_ids: list[str]) -> list[ParticipantView]:
+    # `builtins.list` below: in this class `list` is the method above
+    async def add_members(
+        self, identity: Identity, chat_id: str, user_ids: builtins.list[str]
+    ) -> builtins.list[ParticipantView]:
         chat, member = await self.group_membership(chat_id, identity.user.id)
         if chat.only_admins_add and member.role != "admin":
             raise Forbidden("Only group admins may add members to this group")
@@ -240,16 +252,10 @@ class ChatService:
             await self.store.update_chat(chat.id, {"updated_at": now})
             added = [ParticipantView(users[m.user_id], m, None) for m in new]
             await self.notifier.join_chat([m.user_id for m in new], chat.id)
-            payload = {
-                "chatId": chat.id,
-                "participants": _participant_out.dump(added, many=True),
-                "addedBy": identity.user.id,
-            }
-            await self.notifier.to_chat(chat.id, "participant_added", payload)
+            arrivals = MembersAdded(chat.id, added, identity.user.id)
+            await self.notifier.to_chat(chat.id, Event.PARTICIPANT_ADDED, arrivals)
             for m in new:
-                await self.notifier.to_users(
-                    [m.user_id], "chat_created", _chat_out.dump(await self.view(m.user_id, chat, m))
-                )
+                await self.notifier.to_users([m.user_id], Event.CHAT_CREATED, await self.view(m.user_id, chat, m))
             return added
         return []
 
@@ -265,8 +271,7 @@ class ChatService:
         await self.remove_member(identity, chat_id, identity.user.id)
 
     async def _after_departure(self, chat: Chat, user_id: str, by: str) -> None:
-        payload = {"chatId": chat.id, "userId": user_id, "removedBy": by}
-        await self.notifier.to_chat(chat.id, "participant_removed", payload)
+        await self.notifier.to_chat(chat.id, Event.PARTICIPANT_REMOVED, MemberRemoved(chat.id, user_id, by))
         await self.notifier.leave_chat([user_id], chat.id)
         remaining = await self.store.list_members(chat.id)
         if not remaining:
@@ -274,7 +279,7 @@ class ChatService:
             return
         await self._keep_an_admin(chat, remaining)
 
-    async def _keep_an_admin(self, chat: Chat, members: list[Member], passed_over: str | None = None) -> None:
+    async def _keep_an_admin(self, chat: Chat, members: builtins.list[Member], passed_over: str | None = None) -> None:
         """A group always has an admin: the longest-standing member (other than `passed_over`) is promoted."""
         if any(m.role == "admin" for m in members):
             return
@@ -282,7 +287,7 @@ class ChatService:
         await self.store.update_member(chat.id, heir.user_id, {"role": "admin"})
         await self._announce_updated(await self.store.get_chat(chat.id) or chat)
 
-    async def set_role(self, identity: Identity, chat_id: str, user_id: str, role: str) -> dict[str, str]:
+    async def set_role(self, identity: Identity, chat_id: str, user_id: str, role: str) -> RoleChange:
         chat, member = await self.group_membership(chat_id, identity.user.id)
         self._require_admin(chat, member, "change roles")
         if await self.store.update_member(chat.id, user_id, {"role": role}) is None:
@@ -292,11 +297,11 @@ class ChatService:
             await self._announce_updated(chat)
         else:  # the only admin stepped down: the promotion's `chat_updated` tells both changes, once
             await self._keep_an_admin(chat, members, passed_over=user_id)
-        return {"userId": user_id, "role": role}
+        return RoleChange(user_id, role)
 
     async def mark_read(
         self, identity: Identity, chat_id: str, message_id: str | None, origin: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ReadState:
         """Move the caller's read mark to `message_id` (default: the latest message)."""
         chat, member = await self.membership(chat_id, identity.user.id)
         if message_id is not None:
@@ -307,8 +312,8 @@ class ChatService:
         at = now_iso()
         if target is not None and await self.store.advance_mark(chat.id, identity.user.id, "last_read_id", target):
             await self.store.advance_mark(chat.id, identity.user.id, "last_delivered_id", target)
-            status = {"chatId": chat.id, "messageId": target, "userId": identity.user.id, "status": "read", "at": at}
-            await self.notifier.to_chat(chat.id, "message_status", status, origin)
+            receipt = Receipt(chat.id, target, identity.user.id, "read", at)
+            await self.notifier.to_chat(chat.id, Event.MESSAGE_STATUS, receipt, origin)
         member = await self.store.get_member(chat.id, identity.user.id) or member
         unread = await self.store.count_unread(chat.id, identity.user.id, member.last_read_id)
-        return {"chatId": chat.id, "messageId": member.last_read_id, "unreadCount": unread, "at": at}
+        return ReadState(chat.id, member.last_read_id, unread, at)

@@ -330,7 +330,7 @@ class RedisLiveCalls(LiveCalls):
 
     poll_interval = 0.15
 
-    def __init__(self, redis: Any, prefix: str = "wc:", lock_ttl: float = 5.0, lock_wait: float = 10.0) -> None:
+    def __init__(self, redis: Any, prefix: str = "whatschat:", lock_ttl: float = 5.0, lock_wait: float = 10.0) -> None:
         self.redis = redis
         self.prefix = prefix
         self.lock_ms = int(lock_ttl * 1000)

@@ -18,79 +18,23 @@ from models.chats import ChatService
 from models.clock import id_time, iso, new_id, now_iso, parse_iso
 from models.documents import Message
 from models.errors import ChatNotFound, Forbidden, MessageRejected, ValidationFailed
+from models.events import Event
 from models.notifier import Notifier
 from models.ratelimit import EventBudgets
 from models.store.base import DuplicateKey, Store
-from models.views import MessageView, delivery_status
-from schemas.messages import MessageOut
+from models.views import (
+    CatchUp,
+    MessageDeletion,
+    MessageEdit,
+    MessageView,
+    ReadState,
+    Receipt,
+    TypingNotice,
+    delivery_status,
+)
 
-_message_out = MessageOut()
 _ID = re.compile(r"^[0-9a-f]{24}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def dump(view: MessageView) -> dict[str, Any]:
-    return _message_out.dump(view)
-
-
-# `MessageOut`'s fields, in its order: while the schema has exactly these, `dump_page` writes them itself
-_PAGE_FIELDS = (
-    "id",
-    "chatId",
-    "senderId",
-    "sender",
-    "content",
-    "type",
-    "metadata",
-    "replyTo",
-    "clientId",
-    "status",
-    "editedAt",
-    "deleted",
-    "createdAt",
-    "updatedAt",
-)
-_PAGE_DIRECT = tuple(_message_out.dump_fields) == _PAGE_FIELDS and tuple(
-    _message_out.dump_fields["sender"].schema.dump_fields  # type: ignore[attr-defined]
-) == ("id", "username", "avatar")
-
-
-def _page_entry(view: MessageView) -> dict[str, Any]:
-    message, sender = view.message, view.sender
-    return {
-        "id": message.id,
-        "chatId": message.chat_id,
-        "senderId": message.sender_id,
-        "sender": None if sender is None else {"id": sender.id, "username": sender.username, "avatar": sender.avatar},
-        "content": message.content,
-        "type": message.type,
-        "metadata": None if message.metadata is None else dict(message.metadata),
-        "replyTo": message.reply_to,
-        "clientId": message.client_id,
-        "status": view.status,
-        "editedAt": message.edited_at,
-        "deleted": bool(message.deleted),
-        "createdAt": message.created_at,
-        "updatedAt": message.updated_at,
-    }
-
-
-def dump_page(views: list[MessageView]) -> list[dict[str, Any]]:
-    """A page of history as `dump` writes each message, without marshmallow's per-field walk.
-
-    The schema resolves 14 dotted attributes per message through generic lookups,
-    which took most of a history page's time (and a fifth of a send's). The store
-    already holds every value in its wire type, so they are copied as they are; a
-    test keeps the two equal, and a schema with other fields goes back to `dump`.
-    """
-    if not _PAGE_DIRECT:
-        return [dump(view) for view in views]
-    return [_page_entry(view) for view in views]
-
-
-def dump_one(view: MessageView) -> dict[str, Any]:
-    """One message as `dump_page` writes it: the send path's payload."""
-    return _page_entry(view) if _PAGE_DIRECT else dump(view)
 
 
 def id_floor(after: str) -> tuple[str, str]:
@@ -127,13 +71,14 @@ class MessageService:
 
     async def send(
         self, identity: Identity, data: dict[str, Any], origin: str | None = None
-    ) -> tuple[dict[str, Any], bool]:
-        """Store and deliver a message; answers it as the wire shows it, and False for a repeated `clientId`.
+    ) -> tuple[MessageView, bool]:
+        """Store and deliver a message; answers its view, and False for a repeated `clientId`.
 
         The common case is one trip to the store: the membership and block checks
         travel with the insert. Only a refused insert (or a reply, whose target must
-        be checked) takes the slow path, which finds the precise reason. The message
-        is serialised once, for the broadcast and the sender's answer alike.
+        be checked) takes the slow path, which finds the precise reason. The view
+        handed to `new_message` is the one answered, so the adapter's dump of it is
+        the broadcast's (`schemas.payloads.dump_one` keeps it): serialised once.
         """
         await self.budgets.charge(identity.user.id, "messages")
         me = identity.user
@@ -167,10 +112,10 @@ class MessageService:
             existing = await self.store.get_message_by_client_id(me.id, message.client_id or "")
             if existing is None:
                 raise
-            return dump_one(await self._view(existing)), False
-        payload = dump_one(MessageView(message, me, "sent"))
-        await self.notifier.to_chat(chat_id, "new_message", payload, origin)
-        return payload, True
+            return await self._view(existing), False
+        view = MessageView(message, me, "sent")
+        await self.notifier.to_chat(chat_id, Event.NEW_MESSAGE, view, origin)
+        return view, True
 
     async def _check_sender(self, user_id: str, chat_id: str, client_id: str | None) -> None:
         """Why a send is refused, in the order the contract gives.
@@ -213,11 +158,11 @@ class MessageService:
                 raise MessageRejected("A deleted message cannot be edited")
             return await self._view(current)  # a newer edit stands: this one is already superseded, nobody hears it
         # this edit's own content and time: a re-read could show a concurrent edit's, announced twice
-        payload = {"messageId": message.id, "chatId": message.chat_id, "content": update["content"], "editedAt": now}
-        await self.notifier.to_chat(message.chat_id, "message_edited", payload, origin)
+        edit = MessageEdit(message.id, message.chat_id, update["content"], now)
+        await self.notifier.to_chat(message.chat_id, Event.MESSAGE_EDITED, edit, origin)
         return await self._view(current)
 
-    async def delete(self, identity: Identity, message_id: str, origin: str | None = None) -> dict[str, Any]:
+    async def delete(self, identity: Identity, message_id: str, origin: str | None = None) -> MessageDeletion:
         """The sender, or an admin of the group; the message stays as a tombstone."""
         message = await self._own_message(identity, message_id)
         if message.sender_id != identity.user.id:
@@ -225,15 +170,15 @@ class MessageService:
             member = await self.store.get_member(message.chat_id, identity.user.id)
             if chat is None or chat.type != "group" or member is None or member.role != "admin":
                 raise Forbidden("Only the sender or a group admin may delete a message")
-        payload = {"messageId": message.id, "chatId": message.chat_id, "deletedAt": message.updated_at}
+        deletion = MessageDeletion(message.id, message.chat_id, message.updated_at)
         now = now_iso()
         if not message.deleted and await self.store.tombstone_message(message.id, now):
-            payload["deletedAt"] = now
-            await self.notifier.to_chat(message.chat_id, "message_deleted", payload, origin)
+            deletion.deleted_at = now
+            await self.notifier.to_chat(message.chat_id, Event.MESSAGE_DELETED, deletion, origin)
         elif not message.deleted:  # another delete won the race: answer with its time, announce nothing
             current = await self.store.get_message(message.id)
-            payload["deletedAt"] = current.updated_at if current is not None else now
-        return payload
+            deletion.deleted_at = current.updated_at if current is not None else now
+        return deletion
 
     async def history(
         self, identity: Identity, chat_id: str, query: dict[str, Any]
@@ -281,7 +226,7 @@ class MessageService:
                 views[view.message.id] = view
         return [views[m.id] for m in messages]
 
-    async def sync(self, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+    async def sync(self, identity: Identity, data: dict[str, Any]) -> CatchUp:
         """What the caller missed since `after`: new messages (oldest first) and later edits and deletes."""
         # budgeted: a client firing syncs it never reads must not make us build answers forever
         await self.budgets.charge(identity.user.id, "reads")
@@ -296,42 +241,35 @@ class MessageService:
         changed = await self.store.messages_changed_since(chat_ids, since, bound, limit)
         has_more = len(new) > limit
         new = new[:limit]
-        return {
-            "messages": [dump(v) for v in await self._views_across(new)],
-            "changed": [dump(v) for v in await self._views_across(changed)],
-            "hasMore": has_more,
-            "cursor": new[-1].id if new else bound if _ID.match(data["after"]) else data["after"],
-        }
+        return CatchUp(
+            messages=await self._views_across(new),
+            changed=await self._views_across(changed),
+            has_more=has_more,
+            cursor=new[-1].id if new else bound if _ID.match(data["after"]) else data["after"],
+        )
 
-    async def delivered(self, identity: Identity, message_id: str) -> dict[str, Any]:
+    async def delivered(self, identity: Identity, message_id: str) -> Receipt:
         await self.budgets.charge(identity.user.id, "reads")
         message = await self._own_message(identity, message_id)
-        at = now_iso()
-        status = {
-            "chatId": message.chat_id,
-            "messageId": message.id,
-            "userId": identity.user.id,
-            "status": "delivered",
-            "at": at,
-        }
+        receipt = Receipt(message.chat_id, message.id, identity.user.id, "delivered", now_iso())
         if message.sender_id != identity.user.id and await self.store.advance_mark(
             message.chat_id, identity.user.id, "last_delivered_id", message.id
         ):
-            await self.notifier.to_users([message.sender_id], "message_status", status)
-        return status
+            await self.notifier.to_users([message.sender_id], Event.MESSAGE_STATUS, receipt)
+        return receipt
 
     async def mark_read(
         self, identity: Identity, chat_id: str, message_id: str | None, origin: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ReadState:
         await self.budgets.charge(identity.user.id, "reads")
         return await self.chats.mark_read(identity, chat_id, message_id, origin)
 
-    async def typing(self, identity: Identity, chat_id: str, started: bool) -> dict[str, Any]:
+    async def typing(self, identity: Identity, chat_id: str, started: bool) -> TypingNotice:
         """Relayed to the other members' sockets (not the typist's own devices), never stored;
         the first thing dropped for slow readers."""
         await self.budgets.charge(identity.user.id, "typing")
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
-        payload = {"chatId": chat.id, "userId": identity.user.id, "username": identity.user.username}
+        notice = TypingNotice(chat.id, identity.user.id, identity.user.username)
         others = [m.user_id for m in await self.store.list_members(chat.id) if m.user_id != identity.user.id]
-        await self.notifier.to_users(others, "typing_start" if started else "typing_stop", payload)
-        return payload
+        await self.notifier.to_users(others, Event.TYPING_START if started else Event.TYPING_STOP, notice)
+        return notice

@@ -11,7 +11,7 @@ who share a chat with the user and have not been blocked by them, never to
 everyone.
 
 Without Redis the counts live in this process. With Redis (`redis=`), every
-process shares them; the keys (prefix `wc:`):
+process shares them; the keys (prefix `redis.key_prefix`, by default `whatschat:`):
 
 - `presence:<uid>`: set of `<process id>:<socket id>`, the user's live sockets anywhere;
 - `online`: set of the user ids whose `presence:<uid>` is not empty (`count_online`);
@@ -56,8 +56,10 @@ from typing import TYPE_CHECKING, Any
 
 from models.clock import now_iso
 from models.documents import User
+from models.events import Event
 from models.notifier import Notifier
 from models.store.base import Store
+from models.views import StatusChange
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -179,7 +181,7 @@ class PresenceService:
         redis: Redis | None = None,
         process_id: str | None = None,
         *,
-        prefix: str = "wc:",
+        prefix: str = "whatschat:",
         refresh_interval: float = 5.0,
     ) -> None:
         self.store = store
@@ -484,9 +486,7 @@ class PresenceService:
             return
         status = await self.presence_for(user, None)
         last_seen = None if user.presence_setting == "invisible" else user.last_seen
-        await self.notifier.to_users(
-            audience, "user_status_changed", {"userId": user.id, "status": status, "lastSeen": last_seen}
-        )
+        await self.notifier.to_users(audience, Event.USER_STATUS_CHANGED, StatusChange(user.id, status, last_seen))
 
     async def audience(self, user_id: str) -> list[str]:
         """Everyone who shares a chat with the user, less those the user blocked."""

@@ -13,7 +13,7 @@ records a hit on each only when all of them fit (the check and the hits in one s
 so parallel attempts, in this process or another, cannot all pass the check).
 `Budgets`: `spend(user_id, kind)` and `charge(user_id, kind)`.
 
-Redis keys (prefix `wc:` by default): `rl:<key>` a sorted set of hit times in
+Redis keys (prefix `redis.key_prefix`, `whatschat:` by default): `rl:<key>` a sorted set of hit times in
 microseconds, expiring one window after the last hit; `budget:<kind>:<user id>` a hash
 `{tokens, at}`, expiring once the bucket would have refilled (a missing bucket is full).
 """
@@ -240,7 +240,7 @@ def _micros(seconds: float) -> int:
 class RedisRateLimiter:
     """`RateLimiter` with the hits in Redis, shared by every process."""
 
-    def __init__(self, redis: Redis, prefix: str = "wc:") -> None:
+    def __init__(self, redis: Redis, prefix: str = "whatschat:") -> None:
         self.redis = redis
         self.prefix = prefix
         self._check_and_hit = redis.register_script(_CHECK_AND_HIT)
@@ -252,7 +252,7 @@ class RedisRateLimiter:
 
     async def _run(self, limits: Sequence[tuple[str, int]], window: float, record: bool) -> float | None:
         keys = [self._key(key) for key, _ in limits]
-        args = [_micros(window), uuid.uuid4().hex, *(limit for _, limit in limits), int(record)]
+        args: list[int | str] = [_micros(window), uuid.uuid4().hex, *(limit for _, limit in limits), int(record)]
         try:
             wait = await self._check_and_hit(keys=keys, args=args)
         except (RedisError, OSError) as exc:
@@ -291,7 +291,7 @@ class RedisRateLimiter:
 class RedisBudgets:
     """`Budgets` with the buckets in Redis, shared by every process."""
 
-    def __init__(self, redis: Redis, rates: dict[str, tuple[float, float]], prefix: str = "wc:") -> None:
+    def __init__(self, redis: Redis, rates: dict[str, tuple[float, float]], prefix: str = "whatschat:") -> None:
         self.redis = redis
         self.rates = rates  # class -> (tokens per second, burst)
         self.prefix = prefix

@@ -1,13 +1,18 @@
-"""Documents as one viewer sees them: what the output schemas dump.
+"""What services return and hand the notifier: documents as one viewer sees them, and what happened.
 
 The store keeps facts; a view adds what depends on who is looking (presence,
 their own flags and unread count, the name of a private chat) or on other
 documents (the sender of a message, its delivery status from the receipts).
+The smaller dataclasses at the end describe one change (an edit, a receipt, a
+member added) or answer (a read mark, a catch-up). Services never build wire
+dicts: the adapters, and the notifier through the event registry
+(`handlers.sio.events`), dump these with the output schemas.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from models.documents import Call, CallParticipant, Chat, Member, Message, User
 
@@ -44,6 +49,9 @@ class MessageView:
     message: Message
     sender: User | None
     status: str = "sent"
+    # the view as the wire writes it, kept by its first dump (`schemas.payloads.dump_message`):
+    # a send's broadcast and its ack share one serialisation
+    payload: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -80,3 +88,115 @@ class CallParticipantView:
 class CallView:
     call: Call
     participants: list[CallParticipantView]
+
+
+# changes and answers ------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MessageEdit:
+    """An edit as it was applied: its own content and time (a re-read could show a later edit's)."""
+
+    message_id: str
+    chat_id: str
+    content: str
+    edited_at: str
+
+
+@dataclass(slots=True)
+class MessageDeletion:
+    message_id: str
+    chat_id: str
+    deleted_at: str
+
+
+@dataclass(slots=True)
+class Receipt:
+    """A member's device received (`delivered`) or the member read (`read`) up to a message."""
+
+    chat_id: str
+    message_id: str | None
+    user_id: str
+    status: str
+    at: str
+
+
+@dataclass(slots=True)
+class ReadState:
+    """The caller's read mark in a chat after `mark_read`, and what is left unread."""
+
+    chat_id: str
+    message_id: str | None
+    unread_count: int
+    at: str
+
+
+@dataclass(slots=True)
+class TypingNotice:
+    chat_id: str
+    user_id: str
+    username: str
+
+
+@dataclass(slots=True)
+class CatchUp:
+    """What `sync` answers: new messages (oldest first), later changes, and where to continue."""
+
+    messages: list[MessageView]
+    changed: list[MessageView]
+    has_more: bool
+    cursor: str
+
+
+@dataclass(slots=True)
+class ChatDeletion:
+    chat_id: str
+    deleted_by: str
+
+
+@dataclass(slots=True)
+class MembersAdded:
+    chat_id: str
+    participants: list[ParticipantView]
+    added_by: str
+
+
+@dataclass(slots=True)
+class MemberRemoved:
+    chat_id: str
+    user_id: str
+    removed_by: str
+
+
+@dataclass(slots=True)
+class RoleChange:
+    user_id: str
+    role: str
+
+
+@dataclass(slots=True)
+class Relay:
+    """A signal relayed: to whom, in which call (the sender's answer)."""
+
+    call_id: str
+    to: str
+
+
+@dataclass(slots=True)
+class Signal:
+    """A WebRTC offer or answer (`sdp`) or ICE candidate (`candidate`) on its way to one participant."""
+
+    call_id: str
+    sender_id: str
+    to: str
+    sdp: Any = None
+    candidate: Any = None
+
+
+@dataclass(slots=True)
+class StatusChange:
+    """How a user looks to the users who share a chat with them."""
+
+    user_id: str
+    status: str
+    last_seen: str | None

@@ -13,7 +13,7 @@ from schemas.users import avatar
 MAX_PARTICIPANTS = 500
 
 
-class IdList(fields.List):
+class IdList(fields.List[str]):
     """A list of ids whose errors name the item as text: an int key would not serialize as a JSON object key."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -22,9 +22,10 @@ def load(schema: Schema, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationFailed("Expected a JSON object", details={"_schema": ["Expected a JSON object."]})
     try:
-        return schema.load(data)
+        loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
         raise ValidationFailed(details=exc.normalized_messages()) from None
+    return loaded
 
 
 def text(min_len: int = 0, max_len: int | None = None, **kwargs: Any) -> fields.String:

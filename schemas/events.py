@@ -1,9 +1,11 @@
 """The Socket.IO side of the wire: a schema for every event in both directions.
 
 Client events are loaded with the input schemas the namespaces declare
-(`event_schemas`); what their acks carry in `data` is `ACK_DATA`; every event the
-server pushes is `SERVER_EVENTS`. The AsyncAPI document is generated from these
-tables, and the tests validate every emitted event against it.
+(`event_schemas`); what their acks carry in `data` is `ACK_DATA`; the schema of
+every event the server pushes is given by the event registry
+(`handlers.sio.events.EVENTS`), mostly one of these. They dump the views of
+`models.views` (hence the `attribute`s). The AsyncAPI document is generated from
+these tables, and the tests validate every emitted event against it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from schemas.calls import CallOut, Signal
-from schemas.chats import ChatOut, ParticipantOut
+from schemas.chats import ParticipantOut
 from schemas.messages import MessageOut
 from schemas.users import UserOut
 
@@ -31,111 +33,92 @@ class ErrorEvent(ErrorOut):
 
 
 class MessageEdited(Schema):
-    messageId = fields.String(required=True)
-    chatId = fields.String(required=True)
+    messageId = fields.String(required=True, attribute="message_id")
+    chatId = fields.String(required=True, attribute="chat_id")
     content = fields.String(required=True)
-    editedAt = fields.String(required=True)
+    editedAt = fields.String(required=True, attribute="edited_at")
 
 
 class MessageDeleted(Schema):
-    messageId = fields.String(required=True)
-    chatId = fields.String(required=True)
-    deletedAt = fields.String(required=True)
+    messageId = fields.String(required=True, attribute="message_id")
+    chatId = fields.String(required=True, attribute="chat_id")
+    deletedAt = fields.String(required=True, attribute="deleted_at")
 
 
 class MessageStatus(Schema):
-    chatId = fields.String(required=True)
-    messageId = fields.String(required=True, allow_none=True)
-    userId = fields.String(required=True)
+    chatId = fields.String(required=True, attribute="chat_id")
+    messageId = fields.String(required=True, allow_none=True, attribute="message_id")
+    userId = fields.String(required=True, attribute="user_id")
     status = fields.String(required=True)
     at = fields.String(required=True)
 
 
 class ReadMark(Schema):
-    chatId = fields.String(required=True)
-    messageId = fields.String(required=True, allow_none=True)
-    unreadCount = fields.Integer(required=True)
+    chatId = fields.String(required=True, attribute="chat_id")
+    messageId = fields.String(required=True, allow_none=True, attribute="message_id")
+    unreadCount = fields.Integer(required=True, attribute="unread_count")
     at = fields.String(required=True)
 
 
 class Typing(Schema):
-    chatId = fields.String(required=True)
-    userId = fields.String(required=True)
+    chatId = fields.String(required=True, attribute="chat_id")
+    userId = fields.String(required=True, attribute="user_id")
     username = fields.String(required=True)
 
 
 class SyncOut(Schema):
+    """Written by `schemas.payloads.dump_catch_up` (messages without marshmallow's walk); documented here."""
+
     messages = fields.List(fields.Nested(MessageOut), required=True)
     changed = fields.List(fields.Nested(MessageOut), required=True)
-    hasMore = fields.Boolean(required=True)
+    hasMore = fields.Boolean(required=True, attribute="has_more")
     cursor = fields.String(required=True)
 
 
 class ChatDeleted(Schema):
-    chatId = fields.String(required=True)
-    deletedBy = fields.String(required=True)
+    chatId = fields.String(required=True, attribute="chat_id")
+    deletedBy = fields.String(required=True, attribute="deleted_by")
 
 
 class ParticipantAdded(Schema):
-    chatId = fields.String(required=True)
+    chatId = fields.String(required=True, attribute="chat_id")
     participants = fields.List(fields.Nested(ParticipantOut), required=True)
-    addedBy = fields.String(required=True)
+    addedBy = fields.String(required=True, attribute="added_by")
 
 
 class ParticipantRemoved(Schema):
-    chatId = fields.String(required=True)
-    userId = fields.String(required=True)
-    removedBy = fields.String(required=True)
+    chatId = fields.String(required=True, attribute="chat_id")
+    userId = fields.String(required=True, attribute="user_id")
+    removedBy = fields.String(required=True, attribute="removed_by")
 
 
 class Relayed(Schema):
-    callId = fields.String(required=True)
+    callId = fields.String(required=True, attribute="call_id")
     to = fields.String(required=True)
 
 
 class SdpRelayed(Relayed):
     sdp = Signal(required=True)
-    from_ = fields.String(required=True, data_key="from")
+    from_ = fields.String(required=True, data_key="from", attribute="sender_id")
 
 
 class CandidateRelayed(Relayed):
     candidate = Signal(required=True)
-    from_ = fields.String(required=True, data_key="from")
+    from_ = fields.String(required=True, data_key="from", attribute="sender_id")
 
 
 class StatusChanged(Schema):
-    userId = fields.String(required=True)
+    userId = fields.String(required=True, attribute="user_id")
     status = fields.String(required=True)
-    lastSeen = fields.String(required=True, allow_none=True)
+    lastSeen = fields.String(required=True, allow_none=True, attribute="last_seen")
 
 
 class StatusSet(Schema):
-    status = fields.String(required=True)
-    updatedAt = fields.String(required=True)
+    """A user's own presence setting, dumped from the `User`."""
 
+    status = fields.String(required=True, attribute="presence_setting")
+    updatedAt = fields.String(required=True, attribute="updated_at")
 
-SERVER_EVENTS: dict[str, type[Schema]] = {
-    "authenticated": Authenticated,
-    "unauthorized": ErrorOut,
-    "error": ErrorEvent,
-    "new_message": MessageOut,
-    "message_edited": MessageEdited,
-    "message_deleted": MessageDeleted,
-    "message_status": MessageStatus,
-    "typing_start": Typing,
-    "typing_stop": Typing,
-    "chat_created": ChatOut,
-    "chat_updated": ChatOut,
-    "chat_deleted": ChatDeleted,
-    "participant_added": ParticipantAdded,
-    "participant_removed": ParticipantRemoved,
-    "incoming_call": CallOut,
-    "call_status_update": CallOut,
-    "webrtc_offer": SdpRelayed,
-    "webrtc_answer": SdpRelayed,
-    "webrtc_ice_candidate": CandidateRelayed,
-    "user_status_changed": StatusChanged,
-}
 
 # what `data` holds in a successful ack, per client event
 ACK_DATA: dict[str, type[Schema]] = {

@@ -48,7 +48,7 @@ class AddedParticipants(Schema):
 
 
 class RoleOut(Schema):
-    userId = fields.String(required=True)
+    userId = fields.String(required=True, attribute="user_id")
     role = fields.String(required=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
 from schemas.common import InputSchema, PageQuery, text
@@ -16,9 +18,9 @@ STRONG = validate.Regexp(
 AVATAR = validate.Regexp(r"^(https?://[^\s/]+|/)[^\s]*\Z", error="An http(s) URL or a path on this server.")
 
 
-def password(**kwargs: object) -> fields.String:
+def password(**kwargs: Any) -> fields.String:
     """At least 6 characters with upper, lower and digit; at most 128 (any script)."""
-    return fields.String(validate=[validate.Length(min=6, max=128), STRONG], **kwargs)  # type: ignore[arg-type]
+    return fields.String(validate=[validate.Length(min=6, max=128), STRONG], **kwargs)
 
 
 def avatar() -> fields.String:

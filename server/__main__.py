@@ -1,10 +1,10 @@
 """Command line: `python -m server serve [--workers N] | create-admin EMAIL | loadtest --url URL`.
 
 It only parses arguments, loads the configuration and runs; everything else is
-built by `server.app.create_app`. `serve --workers N` is a small supervisor: it
-prepares the store once, starts N copies of `serve` as child processes (sharing
-the port through SO_REUSEPORT, or on consecutive ports), and stops them all on
-SIGTERM or SIGINT, or when one of them exits.
+built by `server.app.create_app`, run by `server.run` (one process) or
+`server.workers` (`serve --workers N`, a small supervisor). Whatever stops a
+start (a wrong setting, a taken port, a database that cannot be used) ends the
+process with one line from `server.failures` and exit status 1.
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ import getpass
 import logging
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from models.store.base import StoreError
+from models.errors import AppError
 from server.config import Config, ConfigError, load_config
+from server.failures import explain
 from server.loadtest.cli import add_arguments as add_loadtest_arguments
 from server.loadtest.cli import main as loadtest_main
-from server.logs import redact, setup_logging
+from server.logs import setup_logging
+from server.run import exit_deadline, install_uvloop, serve
+from server.workers import serve_workers
 
 log = logging.getLogger("server")
 
@@ -71,177 +70,67 @@ def _worker_count(text: str) -> int:
     return value
 
 
-def _install_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+def app_error_line(error: AppError) -> str:
+    """An error as the REST envelope says it, in one line: `Validation failed (VAL_001): password: ...`."""
+    line = f"{error.message} ({error.code})"
+    if isinstance(error.details, dict):
+        fields = [f"{name}: {' '.join(map(str, _messages(text)))}" for name, text in error.details.items()]
+        line += ": " + "; ".join(fields)
+    return line
 
 
-class _AccessLogger(web.AbstractAccessLogger):
-    """Access lines without secrets: `?token=` in Socket.IO URLs is redacted."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            redact(f'{request.remote} "{request.method} {request.path_qs}" {response.status} {time * 1000:.1f}ms')
-        )
-
-
-def serve(config: Config, reuse_port: bool = False, parent: int | None = None) -> None:
-    from server.app import create_app
-
-    _install_uvloop()
-    log.info("WhatsChat on %s:%s (store: %s)", config.server.host, config.server.port, config.database.backend)
-    app = create_app(config)
-    if parent is not None:
-        app.cleanup_ctx.append(_orphan_watch(parent))
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        reuse_port=reuse_port or None,
-        access_log_class=_AccessLogger,
-        print=None,
-    )
-
-
-def _orphan_watch(parent: int) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A worker whose supervisor died (SIGKILL leaves no time to stop the children) stops by itself."""
-
-    async def context(_: web.Application) -> AsyncIterator[None]:
-        async def watch() -> None:
-            while True:
-                await asyncio.sleep(1.0)
-                if os.getppid() != parent:
-                    break
-            log.warning("the supervising process %d is gone; stopping", parent)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        task = asyncio.ensure_future(watch())
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    return context
-
-
-async def prepare(config: Config) -> None:
-    """What the workers would otherwise race to do: open the store once (schema, indexes), make the secret."""
-    from models.store import create_store
-    from models.tokens import load_or_create_secret
-
-    try:
-        store = create_store(config)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    await store.open()
-    await store.close()
-    try:
-        load_or_create_secret(config.auth.jwt_secret, config.data_path)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-STOP_GRACE = 20.0  # seconds a worker has to close its sockets after SIGTERM before SIGKILL
-
-
-def serve_workers(config: Config, config_path: str, workers: int, consecutive: bool) -> int:
-    """Start `workers` children of `serve` and supervise them; answers the exit code.
-
-    Children share `server.port` (SO_REUSEPORT: the kernel spreads connections
-    across them) or, with `consecutive`, listen on port, port+1, ... A child that
-    exits stops the others and the supervisor (exit code 1), so a process manager
-    restarts the whole group; SIGTERM or SIGINT stops them all gracefully.
-    """
-    if not config.redis.url:
-        raise ConfigError(
-            "--workers above 1 needs redis.url (WHATSCHAT_REDIS_URL): without Redis, each process would"
-            " reach only its own sockets"
-        )
-    asyncio.run(prepare(config))
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _: object) -> None:
-        received.append(signum)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    host, port = config.server.host, config.server.port
-    log.info(
-        "WhatsChat supervisor %d: %d workers on %s:%s%s",
-        os.getpid(),
-        workers,
-        host,
-        f"{port}-{port + workers - 1}" if consecutive else port,
-        "" if consecutive else " (shared port)",
-    )
-    children: list[subprocess.Popen[bytes]] = []
-    code = 0
-    try:
-        for index in range(workers):
-            if stop.is_set():
-                break
-            command = [sys.executable, "-m", "server", "--config", config_path, "serve", "--host", host]
-            command += ["--port", str(port + index if consecutive else port), "--worker-of", str(os.getpid())]
-            if not consecutive:
-                command.append("--reuse-port")
-            children.append(subprocess.Popen(command, stdin=subprocess.DEVNULL))
-        while not stop.wait(0.2):
-            exited = next((child for child in children if child.poll() is not None), None)
-            if exited is not None:
-                log.error("worker %d exited with %s; stopping the others", exited.pid, exited.returncode)
-                code = 1
-                break
-    finally:
-        _stop_children(children)
-    if received:
-        log.info("signal %d: every worker stopped", received[0])
-    return code
-
-
-def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            log.error("worker %d did not stop in %.0f s; killing it", child.pid, STOP_GRACE)
-            child.kill()
-            child.wait()
+def _messages(value: object) -> list[object]:
+    if isinstance(value, list):
+        return [item for entry in value for item in _messages(entry)]
+    if isinstance(value, dict):
+        return [f"{key}: {' '.join(map(str, _messages(entry)))}" for key, entry in value.items()]
+    return [value]
 
 
 async def create_admin(config: Config, email: str, username: str, password: str) -> str:
-    from models.errors import AppError
+    """Promote the user with `email`, or register one as an administrator; `AppError` says why not."""
     from server.app import create_app
-    from server.keys import AUTH, STORE
+    from server.keys import SERVICES, STORE
 
     app = create_app(config)
     runner = web.AppRunner(app)
     await runner.setup()  # runs the cleanup contexts: store and services, no listening socket
     try:
-        store, auth = app[STORE], app[AUTH]
+        store, auth = app[STORE], app[SERVICES].auth
         existing = await store.get_user_by_email(email.lower())
         if existing is not None:
             await store.update_user(existing.id, {"role": "admin"})
             return f"{existing.email} is now an administrator"
-        try:
-            user, _ = await auth.register(username=username, email=email, password=password, role="admin")
-        except AppError as exc:
-            raise SystemExit(f"error: {exc.message}") from None
+        user, _ = await auth.register(username=username, email=email, password=password, role="admin")
         return f"administrator {user.username} <{user.email}> created"
     finally:
         await runner.cleanup()
 
 
+def _create_admin(config: Config, args: argparse.Namespace) -> None:
+    from schemas.auth import Register
+    from schemas.common import load
+
+    username = args.username or re.sub(r"[^A-Za-z0-9_]", "_", args.email.split("@")[0])[:20]
+    password = args.password or os.environ.get("WHATSCHAT_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+    try:
+        load(Register(), {"username": username, "email": args.email, "password": password})
+        print(asyncio.run(create_admin(config, args.email, username, password)))
+    except AppError as exc:
+        sys.exit(f"error: {app_error_line(exc)}")
+
+
+def _fail(exc: BaseException, config: Config | None) -> None:
+    """Exit with one line for `exc`; its traceback goes to the log at DEBUG only."""
+    log.debug("start-up failed", exc_info=exc)
+    exit_deadline()  # whatever half-opened thread there may be, the process ends
+    sys.exit(f"error: {explain(exc, config)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "loadtest":  # a client of any server: no settings of this one apply
-        _install_uvloop()
+        install_uvloop()
         sys.exit(loadtest_main(args))
     try:
         config = load_config(args.config)
@@ -250,28 +139,17 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         sys.exit(f"error: {exc}")
     setup_logging(config.logging.level, config.logging.format)
-    if args.command == "serve":
-        try:
-            if args.workers > 1 and args.worker_of is None:
-                sys.exit(serve_workers(config, args.config, args.workers, args.consecutive_ports))
+    try:
+        if args.command == "serve" and args.workers > 1 and args.worker_of is None:
+            sys.exit(serve_workers(config, args.config, args.workers, args.consecutive_ports))
+        elif args.command == "serve":
             serve(config, reuse_port=args.reuse_port, parent=args.worker_of)
-        except (ConfigError, StoreError) as exc:  # a wrong setting, or a database that does not answer
-            sys.exit(f"error: {exc}")
-    elif args.command == "create-admin":
-        from marshmallow import ValidationError
-
-        from schemas.auth import Register
-
-        username = args.username or re.sub(r"[^A-Za-z0-9_]", "_", args.email.split("@")[0])[:20]
-        password = args.password or os.environ.get("WHATSCHAT_ADMIN_PASSWORD") or getpass.getpass("Password: ")
-        try:
-            Register().load({"username": username, "email": args.email, "password": password})
-        except ValidationError as exc:
-            sys.exit(f"error: {exc.normalized_messages()}")
-        try:
-            print(asyncio.run(create_admin(config, args.email, username, password)))
-        except StoreError as exc:
-            sys.exit(f"error: {exc}")
+        elif args.command == "create-admin":
+            _create_admin(config, args)
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signal
+        sys.exit(130)
+    except Exception as exc:  # a wrong setting, a taken port, a database that does not answer, ...
+        _fail(exc, config)
 
 
 if __name__ == "__main__":

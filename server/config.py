@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -74,11 +74,28 @@ class DatabaseConfig:
     backend: str = setting(fields.String(validate=validate.OneOf(["sqlite", "mongodb"])), "sqlite")
     path: str = setting(fields.String(validate=validate.Length(min=1)), "whatschat.db")
     url: str = setting(fields.String(), "")
+    server_selection_timeout: float = setting(_seconds(0.1), 5.0)
+
+
+_NAME = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="Letters, digits, '_', '.' and '-' only (1 to 64).")
 
 
 @dataclass(frozen=True)
 class RedisConfig:
     url: str = setting(fields.String(), "")
+    deployment: str = setting(fields.String(validate=_NAME), "whatschat")
+    channel: str = setting(fields.String(), "")
+    key_prefix: str = setting(fields.String(), "")
+
+    @property
+    def channel_name(self) -> str:
+        """Socket.IO's pub/sub channel between the processes of this deployment: `channel`, else `deployment`."""
+        return self.channel or self.deployment
+
+    @property
+    def prefix(self) -> str:
+        """The start of every Redis key this deployment writes: `key_prefix`, else `<deployment>:`."""
+        return self.key_prefix or f"{self.deployment}:"
 
 
 @dataclass(frozen=True)
@@ -183,8 +200,11 @@ class Config:
         path = Path(name)
         return path if path.is_absolute() else self.data_path / path
 
-    def replace(self, **sections: Mapping[str, Any]) -> Config:
-        """A copy with some settings changed, validated like a file would be."""
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some settings changed, validated like a file would be.
+
+        Each keyword is a section's changed settings (a mapping) or a top-level setting's value (`data_dir`).
+        """
         merged = _as_dict(self)
         for name, values in sections.items():
             if isinstance(merged.get(name), dict):
@@ -196,7 +216,7 @@ class Config:
 
 def _sections() -> dict[str, type]:
     """Each nested section of `Config`, by name: its default factory is its class."""
-    return {f.name: f.default_factory for f in dataclasses.fields(Config) if "field" not in f.metadata}
+    return {f.name: cast(type, f.default_factory) for f in dataclasses.fields(Config) if "field" not in f.metadata}
 
 
 def _schema_for(cls: type) -> Schema:

@@ -58,8 +58,11 @@ def _redact_value(value: Any) -> Any:
 
 
 class _Context(logging.Filter):
+    """The request id of the request being served, unless the record names its own (the access log does)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id.get()
         return True
 
 

@@ -22,9 +22,11 @@ import pytest
 import socketio
 from aiohttp import web
 
+from handlers.sio.events import EVENTS
+from models.events import Event
 from server.app import create_app
 from server.config import Config, load_config
-from server.keys import SIO
+from server.keys import SERVICES, SIO
 from tests.api_contract import EventContract, ack_problems
 
 _names = count(1)
@@ -82,9 +84,38 @@ def check_emits_against_asyncapi(app: web.Application) -> EventContract:
     return contract
 
 
+def check_events_are_registered(app: web.Application) -> list[str]:
+    """Every event a service hands the notifier is a registered `Event`, never a bare name; checked at call time.
+
+    The registry refuses a name it does not know; this also refuses a plain string
+    that happens to match one, so the domain names its events through `Event` only.
+    """
+    strays: list[str] = []
+
+    async def watch(_: web.Application) -> None:  # on start-up, once the services exist
+        notifier = app[SERVICES].messages.notifier  # the one every service holds
+        for method in ("to_users", "to_chat"):
+            send = getattr(notifier, method)
+
+            async def checked(target: Any, event: Any, view: Any, *args: Any, _send: Any = send, **kwargs: Any) -> Any:
+                if not isinstance(event, Event) or event not in EVENTS:
+                    strays.append(repr(event))
+                return await _send(target, event, view, *args, **kwargs)
+
+            setattr(notifier, method, checked)
+
+    async def report(_: web.Application) -> None:
+        assert not strays, "events handed to the notifier without a registered `Event`: " + ", ".join(strays)
+
+    app.on_startup.append(watch)
+    app.on_cleanup.append(report)
+    return strays
+
+
 async def start_server(config: Config) -> Server:
     app = create_app(config)
     check_emits_against_asyncapi(app)
+    check_events_are_registered(app)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -203,12 +234,8 @@ class Socket:
         await self.client.emit(event, data, namespace=self.namespace)
 
 
-SERVER_EVENTS = (
-    "authenticated",
-    "unauthorized",
-    "error",
-    "user_status_changed",
-)
+# what every test socket records without being asked (the rest: `events=`)
+SERVER_EVENTS = (Event.AUTHENTICATED, Event.UNAUTHORIZED, Event.ERROR, Event.USER_STATUS_CHANGED)
 
 
 @pytest.fixture

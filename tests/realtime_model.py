@@ -63,6 +63,8 @@ BARRIER_WAIT = 15.0  # seconds a device waits for its own barrier message before
 
 @dataclass(frozen=True)
 class Settings:
+    """One run's size; `make test` runs a few hundred operations, `make soak` 10,000 over 50 devices."""
+
     seed: int = 1
     processes: int = 2
     users: int = 8
@@ -863,6 +865,7 @@ async def execute(settings: Settings, cluster: Cluster) -> Report:
             events_received=sum(len(s.received) for s in sessions),
             sessions=len(sessions),
             dropped_sessions=sum(1 for s in sessions if s.dropped),
+            reconnections=run.reconnects,
             seconds=round(ops_done, 1),
             chaos=run.chaos,
         )

@@ -9,8 +9,9 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from handlers.apispec import UndocumentedError, build_asyncapi, build_openapi
+from handlers.sio.events import EVENTS
 from handlers.sio.namespaces import namespace_classes
-from schemas.events import ACK_DATA, SERVER_EVENTS
+from schemas.events import ACK_DATA
 from server.app import create_app
 from server.keys import SIO
 from tests.api_contract import EventContract, ack_problems, event_problems
@@ -60,7 +61,7 @@ def test_every_socket_event_has_a_schema_in_the_asyncapi_document():
             assert f"client_{event}" in channel["messages"], (namespace, event)
             assert f"{event}_ack" in channel["messages"], (namespace, event)
             assert event in ACK_DATA
-    assert set(SERVER_EVENTS) <= set(messages)
+    assert set(EVENTS) <= set(messages)
     refs = re.findall(r'"\$ref": "#/components/schemas/(\w+)"', str(document).replace("'", '"'))
     assert refs and set(refs) <= set(document["components"]["schemas"])
 

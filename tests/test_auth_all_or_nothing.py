@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from server.keys import PRESENCE, SIO
+from server.keys import SERVICES, SIO
 from tests.chat_support import group_chat
 from tests.conftest import Api, Server
 
@@ -22,7 +22,7 @@ from tests.conftest import Api, Server
 @pytest.fixture
 def failing_presence(server: Server, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
     """`failing(True)`: presence raises what redis-py raises when Redis is gone; `failing(False)`: it works."""
-    presence = server.app[PRESENCE]
+    presence = server.app[SERVICES].presence
     real = presence.socket_opened
     state = {"failing": False}
 

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from server.keys import AUTH
+from server.keys import SERVICES
 
 ROUNDS = 13
 
@@ -27,7 +27,7 @@ async def test_login_does_not_stall_the_loop(api, server, make_user, sockets, mo
     sock = await sockets(alice.token)
     await sock.seen.wait_for("authenticated")
 
-    hasher = server.app[AUTH].hasher
+    hasher = server.app[SERVICES].auth.hasher
     assert hasher.rounds == ROUNDS
     original = hasher.verify
     order: list[str] = []

@@ -185,9 +185,11 @@ async def test_create_admin_makes_an_administrator_who_can_log_in(tmp_path, conf
     assert "admin@example.com" in out
     assert stat.S_IMODE((data_dir / "jwt_secret").stat().st_mode) == 0o600
 
-    # a weak password is refused before anything is created
+    # a weak password is refused before anything is created, in the words of the REST envelope
     code, _, err = await _run("create-admin", "other@example.com", "--password", "weak", env=env)
-    assert code != 0 and "password" in err
+    assert code == 1
+    assert err.startswith("error: Validation failed (VAL_001): password: Length must be between 6 and 128."), err
+    assert "{" not in err and "[" not in err and len(err.strip().splitlines()) == 1
 
     srv = await start_server(config.replace(data_dir=str(data_dir)))
     try:

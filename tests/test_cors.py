@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.app import allowed_origins
+from handlers.sio.setup import allowed_origins
 from tests.conftest import start_server
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from server.keys import STORE, USERS
+from server.keys import SERVICES, STORE
 from tests.rest_support import assert_error, raw, running
 
 API = "/api/v1"
@@ -154,7 +154,7 @@ async def test_unexpected_exception_is_a_generic_500(api, server, make_user, mon
     async def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail /etc/passwd")
 
-    monkeypatch.setattr(server.app[USERS], "search", broken)
+    monkeypatch.setattr(server.app[SERVICES].users, "search", broken)
     answer = await raw(api.session, "GET", server.api + "/users", token=alice.token, headers={"X-Request-ID": "boom"})
     assert_error(answer.status, answer.body, 500, "SYS_001")
     text = str(answer.body)

@@ -20,6 +20,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from handlers.sio.events import payload as event_payload
 from models.auth import Identity
 from models.calls import CallService
 from models.chats import ChatService
@@ -29,6 +30,7 @@ from models.errors import CallFailed, NotFound, ParticipantsOffline
 from models.live_calls import LiveCalls, MemoryLiveCalls, RedisLiveCalls
 from models.notifier import Notifier
 from models.store.sqlite import SqliteStore
+from models.views import Relay
 from tests.redis_support import RedisServer
 
 pytestmark = pytest.mark.redis  # starts a redis-server: `make check` leaves this module out
@@ -66,8 +68,9 @@ class Recorder:
         recorder = self
 
         class Recording(Notifier):
-            async def to_users(self, user_ids: Any, event: str, payload: Any) -> None:
-                recorder.sent.append(Sent(name, list(user_ids), event, payload))
+            async def to_users(self, user_ids: Any, event: str, view: Any) -> None:
+                # the view, as the Socket.IO notifier writes it
+                recorder.sent.append(Sent(name, list(user_ids), event, event_payload(event, view)))
 
         return Recording()
 
@@ -150,7 +153,7 @@ class World:
             return not (live._calls or live._busy or live._ring or live._locks or live._held)
         client = redis.asyncio.Redis(host="127.0.0.1", port=self.port)
         try:
-            return not await client.keys("wc:*")
+            return not await client.keys("whatschat:*")
         finally:
             await client.aclose()
 
@@ -394,7 +397,7 @@ async def test_relay_reaches_across_instances(world: World) -> None:
     call = await a.start(alice, call_to(bob))
 
     ack = await b.relay(bob, "webrtc_offer", {"callId": call.id, "to": alice.user.id, "sdp": {"type": "offer"}})
-    assert ack == {"callId": call.id, "to": alice.user.id}
+    assert ack == Relay(call.id, alice.user.id)
     await b.answer(bob, call.id)
     await a.relay(alice, "webrtc_answer", {"callId": call.id, "to": bob.user.id, "sdp": "v=0"})
 
@@ -473,7 +476,7 @@ async def test_a_stale_busy_mark_does_not_block(redis_world: World) -> None:
     a = await redis_world.spawn("a")
     client = redis.asyncio.Redis(host="127.0.0.1", port=redis_world.port)
     try:  # a process died during a call whose record is gone: the mark names nothing live
-        await client.set(f"wc:busy:{redis_world.bob.user.id}", new_id())
+        await client.set(f"whatschat:busy:{redis_world.bob.user.id}", new_id())
     finally:
         await client.aclose()
     call = await a.start(redis_world.alice, call_to(redis_world.bob))

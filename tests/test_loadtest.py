@@ -8,6 +8,7 @@ asserted here: `make bench` measures it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -17,8 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from server.config import Config
 from server.keys import SIO, STORE
-from server.loadtest.cli import clean, summary
+from server.loadtest.cli import add_arguments, clean, summary
 from server.loadtest.client import LeanSocket, SocketClosed
 from server.loadtest.runner import LoadTest, Options, rss_kib
 from server.loadtest.stats import Summary, percentile
@@ -106,12 +108,44 @@ async def test_idle_sockets_stay_connected_and_report_server_memory(server: Serv
     # the server runs in this process here, so its memory is this process's
     _, result = await run(server, users=8, group_size=2, idle=True, duration=2.5, server_pid=os.getpid())
     assert result.connected == 8 and result.sent == 0 and not result.errors
-    assert set(result.memory) == {"rssBeforeKiB", "rssAfterKiB", "perConnectionKiB"}
+    assert set(result.memory) == {"rssBeforeKiB", "rssAfterKiB", "rssPeakKiB", "perConnectionKiB"}
     assert result.memory["rssAfterKiB"] > 0 and result.connect.count == 8
+
+
+async def test_sending_runs_report_server_memory_too(server: Server) -> None:
+    _, result = await run(server, users=4, group_size=2, rate=40.0, server_pid=os.getpid())
+    assert set(result.memory) == {"rssBeforeKiB", "rssAfterKiB", "rssPeakKiB", "perConnectionKiB"}
+    assert result.memory["rssPeakKiB"] >= result.memory["rssAfterKiB"] > 0 and not result.errors
+    assert "server memory" in summary(result) and result.as_dict()["serverMemory"] == result.memory
+
+
+async def test_the_progress_line_counts_the_warm_up(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    """During the warm-up, messages go out and are counted: a line saying `sent 0` then would be wrong."""
+    _, result = await run(server, users=4, group_size=2, warmup=1.6, duration=0.3, progress=True)
+    warming = [line for line in capsys.readouterr().err.splitlines() if "] warming up:" in line]
+    assert warming, "no progress line during the warm-up"
+    sent = int(warming[0].split(", sent ")[1].split(",")[0])
+    assert 0 < sent <= result.sent_all
 
 
 async def test_rss_reads_this_process() -> None:
     assert rss_kib(os.getpid()) > 1000
+
+
+def test_the_default_url_is_where_the_server_listens_by_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).url == f"http://127.0.0.1:{Config().server.port}"
+
+
+async def test_a_server_pid_that_cannot_be_read_here_is_refused() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "loadtest", "--server-pid", str(2**22 + 7),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert f"--server-pid: no process {2**22 + 7} whose memory can be read here" in err.decode()
 
 
 async def test_lean_socket_refused_with_a_bad_token(server: Server) -> None:

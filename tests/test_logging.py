@@ -8,10 +8,14 @@ import logging
 import re
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from server.keys import STORE, USERS
+from server.app import create_app
+from server.keys import SERVICES, STORE
 from server.logs import JsonFormatter, TextFormatter, _Context, redact, request_id
+from server.run import AccessLogger
 from tests.rest_support import raw
 
 PASSWORD = "Sup3rSecretPassw0rd"
@@ -82,7 +86,7 @@ async def test_logs_carry_no_passwords_or_tokens(api, server, sockets, captured,
     async def broken(*args, **kwargs):
         raise RuntimeError(f"boom with password={PASSWORD} and {token}")
 
-    monkeypatch.setattr(server.app[USERS], "search", broken)
+    monkeypatch.setattr(server.app[SERVICES].users, "search", broken)
     status, _ = await api.get("/users", token=token)
     assert status == 500
     monkeypatch.undo()
@@ -107,7 +111,7 @@ async def test_json_log_lines_carry_the_request_id(api, server, make_user, captu
     async def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(server.app[USERS], "search", broken)
+    monkeypatch.setattr(server.app[SERVICES].users, "search", broken)
     answer = await raw(api.session, "GET", server.api + "/users", token=alice.token, headers={"X-Request-ID": "rid-7"})
     assert answer.status == 500
     records = [r for r in captured.raw if r.levelno >= logging.ERROR]
@@ -116,6 +120,31 @@ async def test_json_log_lines_carry_the_request_id(api, server, make_user, captu
     assert entry["request_id"] == "rid-7"
     assert entry["level"] == "ERROR" and entry["logger"] and entry["message"] and entry["time"]
     assert "RuntimeError" in entry["exception"]
+
+
+async def test_the_access_log_carries_the_request_id(config, captured):
+    """aiohttp writes the access line after the middleware has reset the context: the id comes with the request."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/api/v1/health"
+            answer = await raw(session, "GET", url, headers={"X-Request-ID": "trace-42"})
+            assert answer.status == 200 and answer.headers["X-Request-ID"] == "trace-42"
+            answer = await raw(session, "GET", url + "?unsent=id")
+            generated = answer.headers["X-Request-ID"]
+        await captured.wait_for("?unsent=id")
+    finally:
+        await runner.cleanup()
+    access = [r for r in captured.raw if r.name == "aiohttp.access"]
+    assert [r.request_id for r in access] == ["trace-42", generated]
+    assert '"GET /api/v1/health" 200' in TextFormatter().format(access[0])
+    assert "[trace-42]" in TextFormatter().format(access[0])
+    assert json.loads(JsonFormatter().format(access[1]))["request_id"] == generated
 
 
 # the formatters and `redact` on their own

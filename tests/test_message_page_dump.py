@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from models import messages
 from models.clock import new_id, now_iso
 from models.documents import Message, User
 from models.views import MessageView
+from schemas import payloads as messages
 
 
 def _views() -> list[MessageView]:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from handlers.sio.events import payload as event_payload
 from models.documents import User
 from models.notifier import Notifier
 from models.presence import PresenceService
@@ -56,9 +57,9 @@ class RecordingNotifier(Notifier):
     def __init__(self) -> None:
         self.statuses: list[str] = []
 
-    async def to_users(self, user_ids: Iterable[str], event: str, payload: Any) -> None:
+    async def to_users(self, user_ids: Iterable[str], event: str, view: Any) -> None:
         assert event == "user_status_changed"
-        self.statuses.append(payload["status"])
+        self.statuses.append(event_payload(event, view)["status"])  # the view, as the Socket.IO notifier writes it
 
 
 async def past_the_grace() -> None:

@@ -21,6 +21,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from handlers.sio.events import payload as event_payload
 from models.documents import User
 from models.errors import RateLimited
 from models.notifier import Notifier
@@ -83,8 +84,9 @@ class RecordingNotifier(Notifier):
     def __init__(self) -> None:
         self.changes: list[tuple[str, str]] = []
 
-    async def to_users(self, user_ids: Iterable[str], event: str, payload: Any) -> None:
+    async def to_users(self, user_ids: Iterable[str], event: str, view: Any) -> None:
         assert event == "user_status_changed"
+        payload = event_payload(event, view)  # the view, as the Socket.IO notifier writes it
         self.changes.append((payload["userId"], payload["status"]))
 
     def of(self, user_id: str) -> list[str]:
@@ -280,8 +282,8 @@ async def test_redis_state_expires(redis_only: Backend) -> None:
     client = redis_only.client()
     await RedisRateLimiter(client).hit("k", 60)
     await RedisBudgets(client, RATES).spend("u1", "typing")
-    assert 0 < await client.pttl("wc:rl:k") <= 61_000
-    assert 0 < await client.pttl("wc:budget:typing:u1") <= 2_000
+    assert 0 < await client.pttl("whatschat:rl:k") <= 61_000
+    assert 0 < await client.pttl("whatschat:budget:typing:u1") <= 2_000
 
 
 # presence --------------------------------------------------------------------------------------------------------
@@ -432,8 +434,8 @@ async def test_sockets_of_a_dead_process_are_forgotten(redis_only: Backend, stor
     assert not await survivor.is_online("u1") and not await survivor.is_online("u2")
     assert store.users["u1"].last_seen is not None and store.users["u2"].last_seen is not None
     client = redis_only.client()
-    assert not await client.exists("wc:process:child", "wc:presence:u1", "wc:presence:u2")
-    assert await client.smembers("wc:processes") == {b"survivor"}
+    assert not await client.exists("whatschat:process:child", "whatschat:presence:u1", "whatschat:presence:u2")
+    assert await client.smembers("whatschat:processes") == {b"survivor"}
     await survivor.sweep()
     assert notifier.changes == [("u1", "offline"), ("u2", "offline")]
 
@@ -447,8 +449,8 @@ async def test_close_removes_the_process_and_others_announce_its_users(redis_onl
     await staying.socket_opened("u2", "s2")
     await leaving.close()
     client = redis_only.client()
-    assert not await client.exists("wc:process:leaving", "wc:alive:leaving")
-    assert await client.smembers("wc:processes") == {b"staying"}
+    assert not await client.exists("whatschat:process:leaving", "whatschat:alive:leaving")
+    assert await client.smembers("whatschat:processes") == {b"staying"}
     await eventually(lambda: notifier.of("u1") == ["online", "offline"])
     assert await staying.is_online("u2")
     assert notifier.of("u2") == ["online"]
@@ -461,14 +463,14 @@ async def test_a_stalled_process_puts_its_sockets_back(redis_only: Backend, stor
     other = await redis_only.presence(store, notifier, grace=LONG_GRACE, process_id="other")
     await stalled.socket_opened("u1", "s1")
     client = redis_only.client()
-    await client.delete("wc:alive:stalled")
+    await client.delete("whatschat:alive:stalled")
     await other.sweep()
-    assert not await client.exists("wc:presence:u1")  # swept; within the grace period, still online
+    assert not await client.exists("whatschat:presence:u1")  # swept; within the grace period, still online
     assert await other.is_online("u1")
-    await eventually(lambda: client.sismember("wc:presence:u1", "stalled:s1"))
+    await eventually(lambda: client.sismember("whatschat:presence:u1", "stalled:s1"))
     assert notifier.of("u1") == ["online"]  # back within the grace period: nobody saw them leave
     await stalled.socket_closed("u1", "s1")
-    assert not await client.exists("wc:presence:u1")
+    assert not await client.exists("whatschat:presence:u1")
 
 
 async def test_a_socket_closed_while_its_open_is_in_flight_is_not_left_behind(

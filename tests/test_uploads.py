@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from server.keys import UPLOADS
+from server.keys import SERVICES
 from tests.conftest import register
 from tests.rest_support import assert_error, raw, running
 
@@ -42,7 +42,7 @@ def files_under(root: Path) -> list[Path]:
 
 
 def uploads_root(server) -> Path:
-    return server.app[UPLOADS].root
+    return server.app[SERVICES].uploads.root
 
 
 # storing and serving
@@ -283,7 +283,7 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(config
 
 
 async def test_default_limit_is_10_mb_and_beats_the_json_body_limit(api, server, make_user):
-    assert server.app[UPLOADS].max_size == 10 * 1024 * 1024
+    assert server.app[SERVICES].uploads.max_size == 10 * 1024 * 1024
     user = await make_user()
     big = os.urandom(1_500_000)
     status, body = await upload(api, user.token, form(big, "big.bin", "application/octet-stream"))

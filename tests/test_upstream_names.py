@@ -1,6 +1,6 @@
 """What the transport takes from python-socketio and python-engineio internals, still there as it expects.
 
-`handlers/sio/` and `server/app.py` override, call and copy private names that no upstream release
+`handlers/sio/` overrides, calls and copies private names that no upstream release
 promises to keep. The lock pins the versions this suite ran with; after an upgrade
 (`make lock LOCK_ARGS='--upgrade-package python-socketio'`) this module is the one that fails,
 naming what changed. docs/transport.md says what each name is for and what to compare.
@@ -30,11 +30,12 @@ from engineio.async_drivers import aiohttp as aiohttp_driver
 from socketio import async_manager, async_pubsub_manager, async_redis_manager, base_manager
 from socketio import packet as sio_packet
 
-from handlers.sio.base import CompactRooms, SocketServer
 from handlers.sio.fanout import DirectFanoutManager
+from handlers.sio.managers import LocalManager, SharedManager
 from handlers.sio.notifier import RedisManager
+from handlers.sio.rooms import CompactRooms
+from handlers.sio.server import SocketServer
 from handlers.sio.transport import EngineServer, EngineSocket, PacketQueue, translate_request
-from server.app import LocalManager, SharedManager
 
 AsyncSocket = async_socket.AsyncSocket
 PubSub = async_pubsub_manager.AsyncPubSubManager
@@ -56,7 +57,7 @@ METHODS: list[tuple[Any, str, list[str] | set[str], str]] = [
         "SocketServer tells handlers whether an ack was asked",
     ),
     (socketio.AsyncServer, "emit", {"to", "room", "skip_sid", "namespace", "ignore_queue"}, "SocketNotifier"),
-    (socketio.AsyncServer, "disconnect", {"sid", "namespace", "ignore_queue"}, "SocketNotifier, _close_sockets"),
+    (socketio.AsyncServer, "disconnect", {"sid", "namespace", "ignore_queue"}, "SocketNotifier"),
     (socketio.AsyncNamespace, "trigger_event", ["self", "event", "*args"], "BaseNamespace answers every event"),
     # python-socketio's managers
     (
@@ -93,7 +94,13 @@ METHODS: list[tuple[Any, str, list[str] | set[str], str]] = [
     (engineio.AsyncServer, "_cors_allowed_origins", ["self", "environ"], "EngineServer._opens_websocket"),
     (engineio.AsyncServer, "_service_task", ["self"], "EngineServer.handle_request"),
     (engineio.AsyncServer, "generate_id", ["self"], "EngineServer.handle_request"),
-    (engineio.AsyncServer, "start_background_task", ["self", "target", "*args", "**kwargs"], "EngineServer"),
+    (
+        engineio.AsyncServer,
+        "start_background_task",
+        ["self", "target", "*args", "**kwargs"],
+        "EngineServer (remembers event handlers for close_all)",
+    ),
+    (engineio.AsyncServer, "shutdown", ["self"], "EngineServer.close_all"),
     # python-engineio's socket
     (AsyncSocket, "__init__", ["self", "server", "sid"], "EngineServer builds EngineSocket(server, sid)"),
     (AsyncSocket, "schedule_ping", ["self"], "EngineSocket.schedule_ping"),
@@ -173,6 +180,7 @@ ATTRIBUTES = {
         "reason.PING_TIMEOUT",
         "reason.CLIENT_DISCONNECT",
         "reason.TRANSPORT_CLOSE",
+        "reason.SERVER_DISCONNECT",
     ),
     "engineio.AsyncSocket": (
         "server",
@@ -299,3 +307,13 @@ def test_copied_upstream_code_is_unchanged(function: Any, expected: str, copy: s
         f"{function.__module__}.{function.__qualname__} changed upstream ({where}); {copy}: compare the two, "
         f"port what matters, then set its digest in COPIED to {actual!r}"
     )
+
+
+def test_events_run_in_the_tasks_close_all_waits_for() -> None:
+    """`EngineServer.close_all` waits, at shutdown, for the tasks started with a target of these names."""
+    from handlers.sio.transport import _EVENT_HANDLERS
+
+    trigger = inspect.getsource(engineio.AsyncServer._trigger_event)
+    assert "start_background_task(run_async_handler)" in trigger and "def run_sync_handler" in trigger
+    assert "self._handle_event_internal" in inspect.getsource(socketio.AsyncServer._handle_event)
+    assert {"run_async_handler", "run_sync_handler", "_handle_event_internal"} == _EVENT_HANDLERS

@@ -5,12 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers.rest.apidoc import doc
-from handlers.rest.common import caller, envelope, read_body
+from handlers.rest.common import caller, envelope, read_body, services
 from models.auth import TokenPair
 from schemas import auth as s
 from schemas.responses import AuthOut, TokensOut
 from schemas.users import ProfileUpdate, UserOut
-from server.keys import AUTH, USERS
 
 API = "/api/v1"
 _user_out = UserOut()
@@ -27,66 +26,66 @@ def _address(request: web.Request) -> str:
 @doc(summary="Register", tag="auth", body=s.Register, data=AuthOut, status=201, auth=False)
 async def register(request: web.Request) -> web.Response:
     body = await read_body(request, s.Register())
-    user, pair = await request.app[AUTH].register(**body)
-    view = await request.app[USERS].view(user, user.id)
+    user, pair = await services(request).auth.register(**body)
+    view = await services(request).users.view(user, user.id)
     return envelope({"user": _user_out.dump(view), **_tokens(pair)}, "User registered", status=201)
 
 
 @doc(summary="Log in", tag="auth", body=s.Login, data=AuthOut, auth=False)
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, s.Login())
-    user, pair = await request.app[AUTH].login(body["email"], body["password"], _address(request))
-    view = await request.app[USERS].view(user, user.id)
+    user, pair = await services(request).auth.login(body["email"], body["password"], _address(request))
+    view = await services(request).users.view(user, user.id)
     return envelope({"user": _user_out.dump(view), **_tokens(pair)}, "Logged in")
 
 
 @doc(summary="Rotate the refresh token", tag="auth", body=s.RefreshToken, data=TokensOut, auth=False)
 async def refresh_token(request: web.Request) -> web.Response:
     body = await read_body(request, s.RefreshToken())
-    pair = await request.app[AUTH].refresh(body["refreshToken"])
+    pair = await services(request).auth.refresh(body["refreshToken"])
     return envelope(_tokens(pair), "Token refreshed")
 
 
 @doc(summary="Log out (revoke this login)", tag="auth", shape="none")
 async def logout(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[AUTH].logout(identity)
+    await services(request).auth.logout(identity)
     return envelope(message="Logged out")
 
 
 @doc(summary="The current user", tag="auth", data=UserOut)
 async def me(request: web.Request) -> web.Response:
     identity = await caller(request)
-    return envelope(_user_out.dump(await request.app[USERS].view(identity.user, identity.user.id)))
+    return envelope(_user_out.dump(await services(request).users.view(identity.user, identity.user.id)))
 
 
 @doc(summary="Update your profile", tag="auth", body=ProfileUpdate, data=UserOut)
 async def update_profile(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, ProfileUpdate())
-    user = await request.app[USERS].update_profile(identity, body)
-    return envelope(_user_out.dump(await request.app[USERS].view(user, user.id)), "Profile updated")
+    user = await services(request).users.update_profile(identity, body)
+    return envelope(_user_out.dump(await services(request).users.view(user, user.id)), "Profile updated")
 
 
 @doc(summary="Change your password", tag="auth", body=s.ChangePassword, shape="none")
 async def change_password(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.ChangePassword())
-    await request.app[AUTH].change_password(identity, body["currentPassword"], body["newPassword"])
+    await services(request).auth.change_password(identity, body["currentPassword"], body["newPassword"])
     return envelope(message="Password changed; other sessions were signed out")
 
 
 @doc(summary="Mail a password reset token", tag="auth", body=s.ForgotPassword, shape="none", auth=False)
 async def forgot_password(request: web.Request) -> web.Response:
     body = await read_body(request, s.ForgotPassword())
-    await request.app[AUTH].forgot_password(body["email"])
+    await services(request).auth.forgot_password(body["email"])
     return envelope(message="If the account exists, a reset mail has been sent")
 
 
 @doc(summary="Reset a password with a mailed token", tag="auth", body=s.ResetPassword, shape="none", auth=False)
 async def reset_password(request: web.Request) -> web.Response:
     body = await read_body(request, s.ResetPassword())
-    await request.app[AUTH].reset_password(body["token"], body["newPassword"])
+    await services(request).auth.reset_password(body["token"], body["newPassword"])
     return envelope(message="Password reset; every session was signed out")
 
 

@@ -8,16 +8,16 @@ from aiohttp import web
 
 from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
-from handlers.rest.common import caller, envelope, read_body, read_query
+from handlers.rest.common import caller, envelope, read_body, read_query, services
 from models.errors import ValidationFailed
 from schemas import chats as s
 from schemas.events import ReadMark
 from schemas.messages import ReadBody
 from schemas.responses import AddedParticipants, RoleOut
-from server.keys import CHATS, MESSAGES
 
 _chat_out = s.ChatOut()
 _participant_out = s.ParticipantOut()
+_read_mark, _role = ReadMark(), RoleOut()
 
 
 def _list_answer(views: list, page: int, limit: int, total: int) -> web.Response:
@@ -30,7 +30,7 @@ def _list_answer(views: list, page: int, limit: int, total: int) -> web.Response
 async def list_chats(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, s.ChatListQuery())
-    views, total = await request.app[CHATS].list(identity, query["archived"], None, query["page"], query["limit"])
+    views, total = await services(request).chats.list(identity, query["archived"], None, query["page"], query["limit"])
     return _list_answer(views, query["page"], query["limit"], total)
 
 
@@ -45,7 +45,7 @@ async def list_chats(request: web.Request) -> web.Response:
 async def create_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.CreateChat())
-    chats = request.app[CHATS]
+    chats = services(request).chats
     if body["type"] == "private":
         if len(body["participants"]) != 1:
             raise ValidationFailed(details={"participants": ["A private chat takes exactly one other user."]})
@@ -61,21 +61,21 @@ async def create_chat(request: web.Request) -> web.Response:
 @doc(summary="A chat", tag="chats", data=s.ChatOut)
 async def get_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
-    return envelope(_chat_out.dump(await request.app[CHATS].get(identity, request.match_info["id"])))
+    return envelope(_chat_out.dump(await services(request).chats.get(identity, request.match_info["id"])))
 
 
 @doc(summary="Rename or describe a group", tag="chats", body=s.UpdateChat, data=s.ChatOut)
 async def update_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.UpdateChat())
-    view = await request.app[CHATS].update(identity, request.match_info["id"], body)
+    view = await services(request).chats.update(identity, request.match_info["id"], body)
     return envelope(_chat_out.dump(view), "Chat updated")
 
 
 @doc(summary="Delete a chat", tag="chats", shape="none")
 async def delete_chat(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[CHATS].delete(identity, request.match_info["id"])
+    await services(request).chats.delete(identity, request.match_info["id"])
     return envelope(message="Chat deleted")
 
 
@@ -85,7 +85,7 @@ def _flag(flag: str, value: bool) -> Callable[[web.Request], Awaitable[web.Respo
     @doc(summary=f"{verb} a chat (your own flag)", tag="chats", data=s.ChatOut)
     async def handler(request: web.Request) -> web.Response:
         identity = await caller(request)
-        view = await request.app[CHATS].set_flag(identity, request.match_info["id"], flag, value)
+        view = await services(request).chats.set_flag(identity, request.match_info["id"], flag, value)
         return envelope(_chat_out.dump(view), f"Chat {'' if value else 'un'}{flag}")
 
     return handler
@@ -95,15 +95,16 @@ def _flag(flag: str, value: bool) -> Callable[[web.Request], Awaitable[web.Respo
 async def mark_read(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, ReadBody()) if request.body_exists else {"messageId": None}
-    result = await request.app[MESSAGES].mark_read(identity, request.match_info["id"], body["messageId"])
-    return envelope(result, "Marked as read")
+    marked = await services(request).messages.mark_read(identity, request.match_info["id"], body["messageId"])
+    return envelope(_read_mark.dump(marked), "Marked as read")
 
 
 @doc(summary="Your groups", tag="groups", query=s.ChatListQuery, data=s.ChatOut, shape="list")
 async def list_groups(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, s.ChatListQuery())
-    views, total = await request.app[CHATS].list(identity, query["archived"], "group", query["page"], query["limit"])
+    chats = services(request).chats
+    views, total = await chats.list(identity, query["archived"], "group", query["page"], query["limit"])
     return _list_answer(views, query["page"], query["limit"], total)
 
 
@@ -111,28 +112,28 @@ async def list_groups(request: web.Request) -> web.Response:
 async def create_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.CreateGroup())
-    view = await request.app[CHATS].create_group(identity, body)
+    view = await services(request).chats.create_group(identity, body)
     return envelope(_chat_out.dump(view), "Group created", status=201)
 
 
 @doc(summary="A group", tag="groups", data=s.ChatOut)
 async def get_group(request: web.Request) -> web.Response:
     identity = await caller(request)
-    return envelope(_chat_out.dump(await request.app[CHATS].get(identity, request.match_info["id"], group=True)))
+    return envelope(_chat_out.dump(await services(request).chats.get(identity, request.match_info["id"], group=True)))
 
 
 @doc(summary="Update a group (admins)", tag="groups", body=s.UpdateChat, data=s.ChatOut)
 async def update_group(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.UpdateChat())
-    view = await request.app[CHATS].update(identity, request.match_info["id"], body, group=True)
+    view = await services(request).chats.update(identity, request.match_info["id"], body, group=True)
     return envelope(_chat_out.dump(view), "Group updated")
 
 
 @doc(summary="Delete a group (admins)", tag="groups", shape="none")
 async def delete_group(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[CHATS].delete(identity, request.match_info["id"], group=True)
+    await services(request).chats.delete(identity, request.match_info["id"], group=True)
     return envelope(message="Group deleted")
 
 
@@ -140,14 +141,14 @@ async def delete_group(request: web.Request) -> web.Response:
 async def add_participants(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.AddParticipants())
-    added = await request.app[CHATS].add_members(identity, request.match_info["id"], body["userIds"])
+    added = await services(request).chats.add_members(identity, request.match_info["id"], body["userIds"])
     return envelope({"addedParticipants": _participant_out.dump(added, many=True)}, "Participants added")
 
 
 @doc(summary="Remove a member (admins, or yourself)", tag="groups", shape="none")
 async def remove_participant(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[CHATS].remove_member(identity, request.match_info["id"], request.match_info["userId"])
+    await services(request).chats.remove_member(identity, request.match_info["id"], request.match_info["userId"])
     return envelope(message="Participant removed")
 
 
@@ -156,14 +157,14 @@ async def set_role(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.SetRole())
     info = request.match_info
-    result = await request.app[CHATS].set_role(identity, info["id"], info["userId"], body["role"])
-    return envelope(result, "Role changed")
+    change = await services(request).chats.set_role(identity, info["id"], info["userId"], body["role"])
+    return envelope(_role.dump(change), "Role changed")
 
 
 @doc(summary="Leave a group", tag="groups", shape="none")
 async def leave_group(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[CHATS].leave(identity, request.match_info["id"])
+    await services(request).chats.leave(identity, request.match_info["id"])
     return envelope(message="Left the group")
 
 

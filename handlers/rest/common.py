@@ -11,8 +11,9 @@ from marshmallow import Schema
 from models.auth import Identity
 from models.documents import Page
 from models.errors import BadRequest, PayloadTooLarge
+from models.services import Services
 from schemas.common import PaginationOut, load
-from server.keys import AUTH
+from server.keys import SERVICES
 
 _pagination = PaginationOut()
 
@@ -51,9 +52,14 @@ def read_query(request: web.Request, schema: Schema) -> dict[str, Any]:
     return load(schema, dict(request.query))
 
 
+def services(request: web.Request) -> Services:
+    """The domain services (`SERVICES`), the same the Socket.IO namespaces call."""
+    return request.app[SERVICES]
+
+
 async def caller(request: web.Request) -> Identity:
     """The authenticated caller (`Authorization: Bearer <token>`), or 401 `AUTH_001`."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    identity = await request.app[AUTH].authenticate(token.strip() if scheme.lower() == "bearer" else None)
+    identity = await services(request).auth.authenticate(token.strip() if scheme.lower() == "bearer" else None)
     return identity

@@ -8,16 +8,16 @@ handles CORS for its own path (`socketio.cors_origins`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 HEADERS = "Authorization, Content-Type, X-Request-ID"
 
 
-def cors_middleware(origins: Iterable[str]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def cors_middleware(origins: Iterable[str]) -> Middleware:
     allowed = set(origins)
     any_origin = "*" in allowed
 

@@ -11,18 +11,18 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
-from handlers.rest.common import caller, envelope, read_body, read_query
+from handlers.rest.common import caller, envelope, read_body, read_query, services
 from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
-from models.messages import dump, dump_page
 from schemas import messages as s
 from schemas.common import load
 from schemas.events import MessageDeleted
 from schemas.messages import MessageOut
+from schemas.payloads import dump_one, dump_page
 from schemas.responses import MessagePage
 from schemas.uploads import UploadOut, UploadPurpose
-from server.keys import MESSAGES, UPLOADS
 
 _pagination = s.MessagePaginationOut()
+_deleted = MessageDeleted()
 _history_query = s.HistoryQuery()  # built once: a schema instance costs more to make than to use
 _upload_out = UploadOut()
 CHUNK = 64 * 1024
@@ -32,7 +32,7 @@ CHUNK = 64 * 1024
 async def history(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, _history_query)
-    views, total, more = await request.app[MESSAGES].history(identity, request.match_info["id"], query)
+    views, total, more = await services(request).messages.history(identity, request.match_info["id"], query)
     limit = query["limit"]
     pagination: dict[str, Any] = {"page": None, "limit": limit, "total": total, "pages": None, "hasMore": more}
     if not (query.get("before") or query.get("after")):  # a page by number: say which, of how many
@@ -44,23 +44,24 @@ async def history(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.SendMessage())
-    message, created = await request.app[MESSAGES].send(identity, body)
-    return envelope(message, "Message sent" if created else "Message already sent", status=201 if created else 200)
+    view, created = await services(request).messages.send(identity, body)
+    message = "Message sent" if created else "Message already sent"
+    return envelope(dump_one(view), message, status=201 if created else 200)
 
 
 @doc(summary="Edit your message", tag="messages", body=s.EditMessage, data=MessageOut)
 async def edit(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, s.EditMessage())
-    view = await request.app[MESSAGES].edit(identity, request.match_info["id"], body)
-    return envelope(dump(view), "Message updated")
+    view = await services(request).messages.edit(identity, request.match_info["id"], body)
+    return envelope(dump_one(view), "Message updated")
 
 
 @doc(summary="Delete a message (leaves a tombstone)", tag="messages", data=MessageDeleted)
 async def delete(request: web.Request) -> web.Response:
     identity = await caller(request)
-    result = await request.app[MESSAGES].delete(identity, request.match_info["id"])
-    return envelope(result, "Message deleted")
+    deletion = await services(request).messages.delete(identity, request.match_info["id"])
+    return envelope(_deleted.dump(deletion), "Message deleted")
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
@@ -72,7 +73,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 async def upload(request: web.Request) -> web.Response:
     """`multipart/form-data` with `file` (and `purpose`, before or after it), streamed to disk."""
     identity = await caller(request)
-    uploads = request.app[UPLOADS]
+    uploads = services(request).uploads
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Content-Type must be multipart/form-data")
     if request.content_length is not None and request.content_length > uploads.max_size + 64 * 1024:
@@ -118,7 +119,7 @@ SANDBOX = "default-src 'none'; sandbox"
 @doc(summary="An uploaded file", tag="uploads", shape="file", auth=False)
 async def download(request: web.Request) -> web.StreamResponse:
     """The bytes with their stored type, made safe by disposition, nosniff and a sandbox, not by hiding the type."""
-    uploads = request.app[UPLOADS]
+    uploads = services(request).uploads
     uploaded, path = await uploads.get(request.match_info["id"])
     disposition = "inline" if uploads.inline(uploaded.mime_type) else "attachment"
     headers = {

@@ -2,7 +2,8 @@
 
 Every answer, including aiohttp's own 404, 405 and 413 and any unexpected
 exception, leaves as `{success: false, message, error: {code, message, details}}`.
-Unexpected exceptions are logged with their stack and answered as a generic 500.
+Unexpected exceptions are logged with their stack and answered as a generic 500; a store that
+cannot be used right now (`StoreUnavailable`) is a 503 `SYS_001` with `Retry-After`, logged in one line.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from models.errors import (
     PayloadTooLarge,
     RateLimited,
     RouteNotFound,
+    ServiceUnavailable,
 )
+from models.store.base import StoreUnavailable
 from server.logs import request_id
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SOCKETIO_PATH = "/socket.io/"
 _REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
+# the id of the request, as it was answered in X-Request-ID (`server.run.AccessLogger` reads it)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
 def error_response(error: AppError) -> web.Response:
@@ -56,6 +61,7 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     """Echo a sane `X-Request-ID` or make one; logs of this request carry it."""
     given = request.headers.get("X-Request-ID", "")
     rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = rid  # for the access log, written after this context variable is reset
     token = request_id.set(rid)
     try:
         try:
@@ -75,6 +81,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except AppError as exc:
         return error_response(exc)
+    except StoreUnavailable as exc:
+        # the database is away (locked, disk, connection lost): the client may retry, nothing is a bug
+        log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
+        response = error_response(ServiceUnavailable("Service unavailable: the database cannot be used right now"))
+        response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

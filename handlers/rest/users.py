@@ -10,17 +10,18 @@ from aiohttp import web
 
 from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
-from handlers.rest.common import caller, envelope, paged, read_body, read_query
+from handlers.rest.common import caller, envelope, paged, read_body, read_query, services
 from models.clock import now_iso
 from models.errors import ServiceUnavailable
 from schemas.events import StatusSet
 from schemas.responses import HealthOut, StatusOption, UserPage
 from schemas.users import AdminUserUpdate, PresenceUpdate, UserListQuery, UserOut
-from server.keys import PRESENCE, PROCESS_ID, REDIS, SIO, STARTED_AT, STORE, USERS
+from server.keys import PROCESS_ID, REDIS, SERVICES, SIO, STARTED_AT, STORE
 
 VERSION = "1.0.0"
 REDIS_PING_TIMEOUT = 1.0  # seconds: a Redis slower than this to PING counts as down
 _user_out = UserOut()
+_status_set = StatusSet()
 STATUS_OPTIONS = [
     {"key": "online", "label": "在线", "description": "用户当前在线"},
     {"key": "away", "label": "离开", "description": "用户暂时离开"},
@@ -33,14 +34,14 @@ STATUS_OPTIONS = [
 async def list_users(request: web.Request) -> web.Response:
     identity = await caller(request)
     query = read_query(request, UserListQuery())
-    page = await request.app[USERS].search(identity, query["search"], query["page"], query["limit"])
+    page = await services(request).users.search(identity, query["search"], query["page"], query["limit"])
     return envelope(paged("users", page, _user_out))
 
 
 @doc(summary="A user", tag="users", data=UserOut)
 async def get_user(request: web.Request) -> web.Response:
     identity = await caller(request)
-    users = request.app[USERS]
+    users = services(request).users
     user = await users.get(request.match_info["id"])
     return envelope(_user_out.dump(await users.view(user, identity.user.id)))
 
@@ -49,7 +50,7 @@ async def get_user(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, AdminUserUpdate())
-    users = request.app[USERS]
+    users = services(request).users
     user = await users.admin_update(identity, request.match_info["id"], body)
     return envelope(_user_out.dump(await users.view(user, identity.user.id)), "User updated")
 
@@ -57,21 +58,21 @@ async def update_user(request: web.Request) -> web.Response:
 @doc(summary="Delete a user (admins)", tag="users", shape="none")
 async def delete_user(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[USERS].admin_delete(identity, request.match_info["id"])
+    await services(request).users.admin_delete(identity, request.match_info["id"])
     return envelope(message="User deleted")
 
 
 @doc(summary="Block a user", tag="users", shape="none")
 async def block_user(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[USERS].set_blocked(identity, request.match_info["id"], True)
+    await services(request).users.set_blocked(identity, request.match_info["id"], True)
     return envelope(message="User blocked")
 
 
 @doc(summary="Unblock a user", tag="users", shape="none")
 async def unblock_user(request: web.Request) -> web.Response:
     identity = await caller(request)
-    await request.app[USERS].set_blocked(identity, request.match_info["id"], False)
+    await services(request).users.set_blocked(identity, request.match_info["id"], False)
     return envelope(message="User unblocked")
 
 
@@ -79,8 +80,8 @@ async def unblock_user(request: web.Request) -> web.Response:
 async def set_status(request: web.Request) -> web.Response:
     identity = await caller(request)
     body = await read_body(request, PresenceUpdate())
-    user = await request.app[USERS].set_presence(identity, body["status"])
-    return envelope({"status": user.presence_setting, "updatedAt": user.updated_at}, "Status updated")
+    user = await services(request).users.set_presence(identity, body["status"])
+    return envelope(_status_set.dump(user), "Status updated")
 
 
 @doc(summary="The presence options", tag="status", data=StatusOption, shape="list", auth=False)
@@ -99,22 +100,22 @@ async def health(request: web.Request) -> web.Response:
     process, which tells apart the workers behind one port.
     """
     app = request.app
-    services = {"database": "healthy", "websocket": "healthy" if SIO in app else "unavailable"}
+    checks = {"database": "healthy", "websocket": "healthy" if SIO in app else "unavailable"}
     try:
         await app[STORE].ping()
     except Exception:
-        services["database"] = "unhealthy"
+        checks["database"] = "unhealthy"
     redis = app.get(REDIS)
     if redis is not None:
         try:
             await asyncio.wait_for(redis.ping(), REDIS_PING_TIMEOUT)
             # and the channel between processes is subscribed: until it is, sockets are refused
-            services["redis"] = "healthy" if getattr(app[SIO].manager, "accepting", True) else "unhealthy"
+            checks["redis"] = "healthy" if getattr(app[SIO].manager, "accepting", True) else "unhealthy"
         except Exception:  # down, refusing, or too slow: all the same to a load balancer
-            services["redis"] = "unhealthy"
-    healthy = services["database"] == "healthy"
+            checks["redis"] = "unhealthy"
+    healthy = checks["database"] == "healthy"
     status = "healthy" if healthy else "unhealthy"
-    if healthy and services.get("redis") == "unhealthy":
+    if healthy and checks.get("redis") == "unhealthy":
         status = "degraded"
     data = {
         "status": status,
@@ -122,8 +123,8 @@ async def health(request: web.Request) -> web.Response:
         "uptime": round(time.monotonic() - app[STARTED_AT], 3),
         "version": VERSION,
         "process": app[PROCESS_ID],
-        "services": services,
-        "connections": {"onlineUsers": app[PRESENCE].online_users},
+        "services": checks,
+        "connections": {"onlineUsers": app[SERVICES].presence.online_users},
     }
     if healthy:
         return envelope(data)

@@ -15,238 +15,27 @@ A handler that raises never kills the connection.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import logging
-import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import socketio
 from marshmallow import Schema
 
-from handlers.sio.transport import EngineServer
-from models.auth import AuthService, Identity
-from models.calls import CallService
-from models.chats import ChatService
+from handlers.sio.rooms import chat_room, login_room, user_room
+from handlers.sio.server import ack_requested, after_answer, client_event
+from models.auth import Identity
 from models.errors import AppError, Unauthenticated, ValidationFailed
-from models.messages import MessageService
-from models.presence import PresenceService
-from models.users import UserService
+from models.events import Event
+from models.services import Services
 from schemas.auth import Authenticate
 from schemas.common import load
 from schemas.users import UserOut
 
 log = logging.getLogger(__name__)
-ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_requested", default=True)
-# the name of the client event being handled: a client may not fire `connect`/`disconnect` itself
-client_event: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_event", default=None)
-# work to do once the event has been answered (a disconnect must not overtake its ack or `error`)
-after_answer: contextvars.ContextVar[list[Callable[[], Awaitable[Any]]] | None] = contextvars.ContextVar(
-    "after_answer", default=None
-)
 _user_out = UserOut()
-
-
-EPHEMERAL_EVENTS = ('["typing_start"', '["typing_stop"')
-
-
-class CompactRooms:
-    """python-socketio's room bookkeeping, with a plain dict for every room but the index of clients.
-
-    python-socketio keeps each room as a `bidict` (sid <-> Engine.IO sid), yet
-    only the room of all connected clients (`None`) is ever read backwards
-    (`sid_from_eio_sid`). Every socket has a room of its own (its sid) and joins
-    its user's and its login's, so an idle socket held three `bidict`s of about
-    470 bytes each with one member; a dict with the same content takes about 190.
-    A mixin for python-socketio's managers: it overrides the two methods that
-    create rooms and read their members.
-    """
-
-    rooms: dict[str, dict[Any, Any]]
-
-    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
-        if room is None:  # the index of clients stays python-socketio's (unique Engine.IO sids)
-            super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
-            return
-        if eio_sid is None and namespace not in self.rooms:
-            raise ValueError("sid is not connected to requested namespace")
-        if sid != room and self.is_sid_room(namespace, room):  # type: ignore[attr-defined]
-            raise ValueError("cannot enter a sid room")
-        rooms = self.rooms.setdefault(namespace, {})
-        if eio_sid is None:
-            eio_sid = rooms[None][sid]
-        rooms.setdefault(room, {})[sid] = eio_sid
-
-    def get_participants(self, namespace: str, room: Any) -> Iterator[tuple[str, str]]:
-        ns = self.rooms.get(namespace, {})
-        names = room if hasattr(room, "__len__") and not isinstance(room, str) else [room]
-        participants: dict[str, str] = {}
-        for name in names:
-            members = ns.get(name)
-            if members is not None:  # a dict, or the index of clients (a mapping as well)
-                participants.update(members)
-        yield from participants.items()
-
-
-class SocketServer(socketio.AsyncServer):
-    """`AsyncServer` with two additions the contract needs.
-
-    - Handlers learn whether the client asked for an ack: python-socketio drops a
-      handler's return value when none was requested, and the contract says
-      errors must then go out as an `error` event. `_handle_event_internal` is
-      the one place that knows the ack id.
-    - Each client's outgoing queue is bounded. Engine.IO queues without limit, so
-      a client that stops reading would grow server memory forever. Every emit
-      passes `_send_eio_packet` (encoded once per event, whatever the number of
-      recipients); past `ephemeral_queue` queued packets typing events are
-      dropped, past `max_queue` the queue is dropped and the connection cut, and
-      the client catches up with `sync` when it reconnects.
-    """
-
-    def __init__(self, *args: Any, ephemeral_queue: int = 64, max_queue: int = 2000, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.ephemeral_queue = ephemeral_queue
-        self.max_queue = max_queue
-        self.cut_off = 0  # clients disconnected for falling behind, for health and tests
-        self._cutting: set[str] = set()
-        # user id -> room changes of theirs applied in this process (see `BaseNamespace.enter_chats`)
-        self.room_changes: Counter[str] = Counter()
-
-    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        """New connections wait while the manager cannot promise them every event (Redis away).
-
-        Refused at the Engine.IO handshake, a client retries with its reconnection
-        backoff (a refusal at the Socket.IO level would make socket.io-client give up).
-        """
-        if not getattr(self.manager, "accepting", True):
-            return "Service unavailable: realtime delivery is reconnecting, retry shortly"
-        return await super()._handle_eio_connect(eio_sid, environ)
-
-    def _engineio_server_class(self) -> type[EngineServer]:
-        """Engine.IO with sockets that cost little while idle (see `handlers.sio.transport`)."""
-        return EngineServer
-
-    def _admit(self, eio_sid: str, eio_pkt: Any) -> bool:
-        """Whether a packet may join the client's queue; cuts the client off when it is full."""
-        if eio_sid in self._cutting:  # being cut off: nothing more piles up behind the cleared queue
-            return False
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is not None:
-            backlog = socket.queue.qsize()
-            if backlog >= self.max_queue:
-                self._cut_off(eio_sid, socket)
-                return False
-            if backlog >= self.ephemeral_queue and isinstance(eio_pkt.data, str):
-                head = eio_pkt.data[:40]
-                if any(marker in head for marker in EPHEMERAL_EVENTS):
-                    return False
-        return True
-
-    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
-        if self._admit(eio_sid, eio_pkt):
-            await super()._send_eio_packet(eio_sid, eio_pkt)
-
-    def deliver_nowait(self, eio_sid: str, eio_pkt: Any) -> bool:
-        """Queue a packet for a live, healthy client at once: no task, no await.
-
-        This is what `AsyncSocket.send` does for such a client (its queue has no
-        bound, so `put` never waits). False when the client needs Engine.IO's own
-        path (it missed its pings and must be closed): the caller then awaits
-        `_send_eio_packet`.
-        """
-        if not self._admit(eio_sid, eio_pkt):
-            return True
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is None or socket.closed:
-            return True  # gone: there is nobody to tell
-        if socket.last_ping and time.time() - socket.last_ping > self.eio.ping_timeout:
-            return False
-        socket.queue.put_nowait(eio_pkt)
-        return True
-
-    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
-        """Acks (and connect/disconnect packets) bypass `_send_eio_packet`: bound them the same way."""
-        if eio_sid in self._cutting:
-            return
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is not None and socket.queue.qsize() >= self.max_queue:
-            self._cut_off(eio_sid, socket)
-            return
-        await super()._send_packet(eio_sid, pkt)
-
-    def _cut_off(self, eio_sid: str, socket: Any) -> None:
-        if eio_sid in self._cutting:
-            return
-        self._cutting.add(eio_sid)
-        self.cut_off += 1
-        log.warning("client %s fell %d packets behind; disconnecting it", eio_sid, socket.queue.qsize())
-        while not socket.queue.empty():  # free the memory now; the client recovers with `sync`
-            socket.queue.get_nowait()
-            socket.queue.task_done()
-        request = self.environ.get(eio_sid, {}).get("aiohttp.request")
-        if request is not None and request.transport is not None:
-            request.transport.abort()
-        task = asyncio.ensure_future(socket.close(wait=False, abort=True))
-        task.add_done_callback(lambda _: self._cutting.discard(eio_sid))
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
-        await super()._handle_eio_disconnect(eio_sid, reason)
-        socket = self.eio.sockets.get(eio_sid)
-        if socket is not None and reason == self.eio.reason.CLIENT_DISCONNECT:
-            # a polling client said goodbye: end its long-poll GET now, not after ping_interval + ping_timeout
-            socket.queue.put_nowait(None)
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        """A frame that is not a Socket.IO packet is logged in one line and dropped; the socket lives on."""
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            log.warning("malformed Socket.IO packet from %s dropped: %s", eio_sid, exc)
-
-    async def _handle_event_internal(
-        self, server: Any, sid: str, eio_sid: str, data: list[Any], namespace: str, id: int | None
-    ) -> None:
-        token = ack_requested.set(id is not None)
-        event_token = client_event.set(data[0] if data else None)
-        later: list[Callable[[], Awaitable[Any]]] = []
-        later_token = after_answer.set(later)
-        try:
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-        finally:
-            ack_requested.reset(token)
-            client_event.reset(event_token)
-            after_answer.reset(later_token)
-            for job in later:
-                await job()
-
-
-def user_room(user_id: str) -> str:
-    return f"user:{user_id}"
-
-
-def login_room(session_id: str) -> str:
-    return f"login:{session_id}"
-
-
-def chat_room(chat_id: str) -> str:
-    return f"chat:{chat_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """The domain services the namespaces call; built once in the app factory."""
-
-    auth: AuthService
-    users: UserService
-    presence: PresenceService
-    chats: ChatService
-    messages: MessageService
-    calls: CallService
-    auth_timeout: float
 
 
 def _ok(data: Any) -> dict[str, Any]:
@@ -267,9 +56,10 @@ class BaseNamespace(socketio.AsyncNamespace):
 
     event_schemas: dict[str, type[Schema]] = {}
 
-    def __init__(self, namespace: str, services: Services) -> None:
+    def __init__(self, namespace: str, services: Services, auth_timeout: float) -> None:
         super().__init__(namespace)
         self.services = services
+        self.auth_timeout = auth_timeout
         self._deadlines: set[asyncio.Task[None]] = set()  # task references, so none is collected early
         # one loader per event, made once (building a marshmallow schema deep-copies its fields);
         # a schema with a `fast_load` has a quicker path to the same answers for the common payload
@@ -292,7 +82,7 @@ class BaseNamespace(socketio.AsyncNamespace):
                 if not isinstance(exc, AppError):
                     log.exception("authenticating a socket failed")
                 error = exc if isinstance(exc, AppError) else AppError()
-                await self.emit("unauthorized", error.to_dict(), to=sid)
+                await self.emit(Event.UNAUTHORIZED, error.to_dict(), to=sid)
                 # not `return False`: python-socketio would then send a DISCONNECT with a payload,
                 # which socket.io-client 4 drops as a parse error (and reconnects in a loop)
                 await self.disconnect(sid)
@@ -304,10 +94,10 @@ class BaseNamespace(socketio.AsyncNamespace):
         return True
 
     async def _deadline(self, sid: str) -> None:
-        await asyncio.sleep(self.services.auth_timeout)
+        await asyncio.sleep(self.auth_timeout)
         session = await self._session(sid)
         if session is not None and "identity" not in session:
-            await self.emit("unauthorized", {"code": "AUTH_001", "message": "Authentication timed out"}, to=sid)
+            await self.emit(Event.UNAUTHORIZED, {"code": "AUTH_001", "message": "Authentication timed out"}, to=sid)
             await self.disconnect(sid)
 
     async def _session(self, sid: str) -> dict[str, Any] | None:
@@ -324,11 +114,11 @@ class BaseNamespace(socketio.AsyncNamespace):
         socket is either authenticated with every room joined and counted online,
         or not at all and free to try again.
         """
-        session = await self._session(sid) or {}
-        if "identity" in session or session.get("authenticating"):  # a bad token must not end this socket
+        started = await self._session(sid) or {}
+        if "identity" in started or started.get("authenticating"):  # a bad token must not end this socket
             raise ValidationFailed("This socket is already authenticated")
-        session["authenticating"] = True
-        await self.save_session(sid, session)
+        started["authenticating"] = True
+        await self.save_session(sid, started)
         identity, counted = None, False
         try:
             identity = await self.services.auth.authenticate(token)
@@ -362,7 +152,7 @@ class BaseNamespace(socketio.AsyncNamespace):
         session["identity"] = identity
         await self.save_session(sid, session)
         payload = {"user": _user_out.dump(user)}
-        await self.emit("authenticated", payload, to=sid)
+        await self.emit(Event.AUTHENTICATED, payload, to=sid)
         return payload
 
     async def enter_chats(self, sid: str, user_id: str) -> None:
@@ -419,7 +209,7 @@ class BaseNamespace(socketio.AsyncNamespace):
     async def _refuse(self, sid: str, event: str, error: AppError) -> dict[str, Any] | None:
         if ack_requested.get():
             return _failure(error)
-        await self.emit("error", {**error.to_dict(), "event": event}, to=sid)
+        await self.emit(Event.ERROR, {**error.to_dict(), "event": event}, to=sid)
         return None
 
     async def _dispatch(self, sid: str, event: str, payload: Any) -> Any:
@@ -428,7 +218,7 @@ class BaseNamespace(socketio.AsyncNamespace):
             try:
                 return await self._authenticate(sid, data["token"])
             except Unauthenticated as exc:
-                await self.emit("unauthorized", exc.to_dict(), to=sid)
+                await self.emit(Event.UNAUTHORIZED, exc.to_dict(), to=sid)
                 later = after_answer.get()
                 if later is None:
                     await self.disconnect(sid)

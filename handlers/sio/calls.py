@@ -13,7 +13,12 @@ from marshmallow import Schema
 
 from handlers.sio.base import BaseNamespace
 from models.auth import Identity
+from models.documents import Call
+from models.events import Event
 from schemas import calls as s
+from schemas.events import Relayed
+
+_call_out, _relayed = s.CallOut(), Relayed()
 
 
 class CallEvents(BaseNamespace):
@@ -27,27 +32,27 @@ class CallEvents(BaseNamespace):
         "webrtc_ice_candidate": s.IceCandidate,
     }
 
-    async def on_start_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        calls = self.services.calls
-        return await calls.dump(await calls.start(identity, data))
+    async def _answer(self, call: Call) -> Any:
+        """The call as the wire shows it: its view (the participants' names) dumped with `CallOut`."""
+        return _call_out.dump(await self.services.calls.view(call))
 
-    async def on_answer_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        calls = self.services.calls
-        return await calls.dump(await calls.answer(identity, data["callId"]))
+    async def on_start_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return await self._answer(await self.services.calls.start(identity, data))
 
-    async def on_reject_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        calls = self.services.calls
-        return await calls.dump(await calls.reject(identity, data["callId"]))
+    async def on_answer_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return await self._answer(await self.services.calls.answer(identity, data["callId"]))
 
-    async def on_end_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        calls = self.services.calls
-        return await calls.dump(await calls.end(identity, data["callId"]))
+    async def on_reject_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return await self._answer(await self.services.calls.reject(identity, data["callId"]))
 
-    async def on_webrtc_offer(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.calls.relay(identity, "webrtc_offer", data)
+    async def on_end_call(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return await self._answer(await self.services.calls.end(identity, data["callId"]))
 
-    async def on_webrtc_answer(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.calls.relay(identity, "webrtc_answer", data)
+    async def on_webrtc_offer(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _relayed.dump(await self.services.calls.relay(identity, Event.WEBRTC_OFFER, data))
 
-    async def on_webrtc_ice_candidate(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.calls.relay(identity, "webrtc_ice_candidate", data)
+    async def on_webrtc_answer(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _relayed.dump(await self.services.calls.relay(identity, Event.WEBRTC_ANSWER, data))
+
+    async def on_webrtc_ice_candidate(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _relayed.dump(await self.services.calls.relay(identity, Event.WEBRTC_ICE_CANDIDATE, data))

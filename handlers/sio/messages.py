@@ -13,8 +13,11 @@ from marshmallow import Schema
 
 from handlers.sio.base import BaseNamespace
 from models.auth import Identity
-from models.messages import dump
 from schemas import messages as s
+from schemas.events import MessageDeleted, MessageStatus, ReadMark, Typing
+from schemas.payloads import dump_catch_up, dump_one
+
+_deleted, _status, _read, _typing = MessageDeleted(), MessageStatus(), ReadMark(), Typing()
 
 
 class MessageEvents(BaseNamespace):
@@ -30,26 +33,27 @@ class MessageEvents(BaseNamespace):
     }
 
     async def on_send_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        message, _ = await self.services.messages.send(identity, data, origin=sid)
-        return message
+        view, _ = await self.services.messages.send(identity, data, origin=sid)
+        return dump_one(view)  # the dict `new_message` carried: serialised once, when it was broadcast
 
     async def on_edit_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return dump(await self.services.messages.edit(identity, data["messageId"], data, origin=sid))
+        return dump_one(await self.services.messages.edit(identity, data["messageId"], data, origin=sid))
 
-    async def on_delete_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.delete(identity, data["messageId"], origin=sid)
+    async def on_delete_message(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _deleted.dump(await self.services.messages.delete(identity, data["messageId"], origin=sid))
 
-    async def on_typing_start(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.typing(identity, data["chatId"], True)
+    async def on_typing_start(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _typing.dump(await self.services.messages.typing(identity, data["chatId"], True))
 
-    async def on_typing_stop(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.typing(identity, data["chatId"], False)
+    async def on_typing_stop(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _typing.dump(await self.services.messages.typing(identity, data["chatId"], False))
 
-    async def on_mark_read(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.mark_read(identity, data["chatId"], data["messageId"], origin=sid)
+    async def on_mark_read(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        marked = await self.services.messages.mark_read(identity, data["chatId"], data["messageId"], origin=sid)
+        return _read.dump(marked)
 
-    async def on_message_delivered(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.delivered(identity, data["messageId"])
+    async def on_message_delivered(self, sid: str, identity: Identity, data: dict[str, Any]) -> Any:
+        return _status.dump(await self.services.messages.delivered(identity, data["messageId"]))
 
     async def on_sync(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.messages.sync(identity, data)
+        return dump_catch_up(await self.services.messages.sync(identity, data))

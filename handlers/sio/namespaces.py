@@ -11,45 +11,25 @@ from typing import Any
 
 from marshmallow import Schema
 
-from handlers.sio.base import BaseNamespace, Services
+from handlers.sio.base import BaseNamespace
 from handlers.sio.calls import CallEvents
 from handlers.sio.messages import MessageEvents
 from models.auth import Identity
+from models.services import Services
+from schemas.events import StatusSet
 from schemas.users import PresenceUpdate
 
 MESSAGES, CALLS, STATUS, ROOT = "/messages", "/calls", "/status", "/"
-NAMESPACES = (ROOT, MESSAGES, CALLS, STATUS)
-# the namespace that carries each server event besides `/` (anything unlisted: `/` only)
-EVENT_NAMESPACES = {
-    **dict.fromkeys(
-        (
-            "new_message",
-            "message_edited",
-            "message_deleted",
-            "message_status",
-            "typing_start",
-            "typing_stop",
-            "chat_created",
-            "chat_updated",
-            "chat_deleted",
-            "participant_added",
-            "participant_removed",
-        ),
-        MESSAGES,
-    ),
-    **dict.fromkeys(
-        ("incoming_call", "call_status_update", "webrtc_offer", "webrtc_answer", "webrtc_ice_candidate"), CALLS
-    ),
-    "user_status_changed": STATUS,
-}
+NAMESPACES = (ROOT, MESSAGES, CALLS, STATUS)  # the server events each one carries: `handlers.sio.events`
+_status_set = StatusSet()
 
 
 class StatusEvents(BaseNamespace):
     event_schemas: dict[str, type[Schema]] = {"update_status": PresenceUpdate}
 
     async def on_update_status(self, sid: str, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-        user = await self.services.users.set_presence(identity, data["status"])
-        return {"status": user.presence_setting, "updatedAt": user.updated_at}
+        dumped: dict[str, Any] = _status_set.dump(await self.services.users.set_presence(identity, data["status"]))
+        return dumped
 
 
 class MessagesNamespace(MessageEvents):
@@ -75,5 +55,5 @@ def namespace_classes() -> dict[str, type[BaseNamespace]]:
     return {ROOT: RootNamespace, MESSAGES: MessagesNamespace, CALLS: CallsNamespace, STATUS: StatusNamespace}
 
 
-def build_namespaces(services: Services) -> list[BaseNamespace]:
-    return [cls(path, services) for path, cls in namespace_classes().items()]
+def build_namespaces(services: Services, auth_timeout: float) -> list[BaseNamespace]:
+    return [cls(path, services, auth_timeout) for path, cls in namespace_classes().items()]

@@ -1,9 +1,11 @@
 """The domain's `Notifier`, carried out with Socket.IO rooms, in one process or many.
 
 Rooms: `user:<id>` holds every socket of a user, `login:<id>` every socket of
-one login, `chat:<id>` every socket of the chat's members. An event goes out on
-`/` and on the namespace that carries it (`EVENT_NAMESPACES`), encoded once per
-namespace whatever the number of recipients.
+one login, `chat:<id>` every socket of the chat's members. Services hand the
+notifier an `Event` and a view; the event registry (`handlers.sio.events`) dumps
+the view with the event's schema, once, and names the namespaces that carry it
+(`/` and one more), where it is encoded once per namespace whatever the number
+of recipients.
 
 With `redis.url` set, several processes share one ordered path. Every notifier
 call (an event for a chat or for users, a room join or leave, logins ended) is
@@ -29,31 +31,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 import socketio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from handlers.sio.base import SocketServer, chat_room, login_room, user_room
+from handlers.sio.events import EVENTS, EventSpec
 from handlers.sio.fanout import DirectFanoutManager
-from handlers.sio.namespaces import EVENT_NAMESPACES, NAMESPACES, ROOT
+from handlers.sio.namespaces import NAMESPACES, ROOT
+from handlers.sio.rooms import chat_room, login_room, user_room
+from handlers.sio.server import SocketServer
 from models.errors import ServiceUnavailable
+from models.events import Event
 from models.notifier import Notifier
+from server.redis import REDIS_OPTIONS
 
 log = logging.getLogger(__name__)
 REVOKED = {"code": "AUTH_001", "message": "This session was signed out"}
 INSTRUCTION = "whatschat:call"  # the `method` of a notifier call among python-socketio's own messages
-# Commands give up fast when Redis is away (one retry, for a pooled connection Redis closed when it
-# restarted), so an emit never holds a handler for long. The listener blocks on reads without a timeout.
-REDIS_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 2.0,
-    "socket_timeout": 2.0,
-    "retry": Retry(NoBackoff(), 1),
-    "health_check_interval": 15,
-}
 Instruction = dict[str, Any]
 
 
@@ -109,11 +105,22 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
     def _local(self, sid: Any, namespace: str) -> bool:
         return isinstance(sid, str) and (self.is_connected(sid, namespace) or self.is_pre_connected(sid, namespace))
 
-    async def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None, **kwargs: Any) -> Any:
-        room = kwargs.pop("to", None) or room
-        if self._local(room, namespace or "/"):  # a socket's own room: it is here
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        namespace = namespace or "/"
+        if self._local(room, namespace):  # a socket's own room: it is here
             kwargs["ignore_queue"] = True
-        return await super().emit(event, data, namespace=namespace, room=room, **kwargs)
+        await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
 
     async def publish(self, instruction: Instruction) -> None:
         """Put a notifier call on the channel; returns once Redis has taken it, raises `ConnectionError` if not."""
@@ -257,26 +264,42 @@ async def _close_quietly(*closing: Awaitable[Any]) -> None:
 
 
 class SocketNotifier(Notifier):
-    """Notifier calls as instructions: applied at once in one process, through the channel with several."""
+    """Notifier calls as instructions: applied at once in one process, through the channel with several.
 
-    def __init__(self, sio: SocketServer) -> None:
+    `events` is the event registry: each view is dumped with its event's schema
+    before the call is carried, so an instruction holds only JSON (it crosses
+    Redis as such) and is dumped once however many processes apply it.
+    """
+
+    def __init__(self, sio: SocketServer, events: Mapping[Event, EventSpec] = EVENTS) -> None:
         self.sio = sio
+        self.events = events
+        # by plain name too: an instruction that crossed Redis names its event as a string
+        self._routes = {event.value: spec.namespaces for event, spec in events.items()}
         manager = sio.manager
         self.bus = manager if isinstance(manager, RedisManager) else None
         if self.bus is not None:
             self.bus.on_instruction = self.apply
             self.bus.on_lost = self.close_all
 
-    def _namespaces(self, event: str) -> tuple[str, ...]:
-        extra = EVENT_NAMESPACES.get(event)
-        return (ROOT, extra) if extra else (ROOT,)
+    def _payload(self, event: Event, view: object) -> Any:
+        spec = self.events.get(event)
+        if spec is None:  # a programming error: every `Event` is registered (`handlers.sio.events`)
+            raise LookupError(f"{event!r} is not a registered server event")
+        return spec.dump(view)
 
-    async def to_users(self, user_ids: Iterable[str], event: str, payload: Any) -> None:
+    def _namespaces(self, event: str) -> tuple[str, ...]:
+        """Where an event goes; one this process does not know (a newer process sent it), `/` only."""
+        return self._routes.get(event, (ROOT,))
+
+    async def to_users(self, user_ids: Iterable[str], event: Event, view: object) -> None:
         users = list(user_ids)
         if users:
+            payload = self._payload(event, view)
             await self._carry({"op": "users", "user_ids": users, "event": event, "payload": payload})
 
-    async def to_chat(self, chat_id: str, event: str, payload: Any, origin: str | None = None) -> None:
+    async def to_chat(self, chat_id: str, event: Event, view: object, origin: str | None = None) -> None:
+        payload = self._payload(event, view)
         await self._carry({"op": "chat", "chat_id": chat_id, "event": event, "payload": payload, "origin": origin})
 
     async def join_chat(self, user_ids: Iterable[str], chat_id: str) -> None:
@@ -329,7 +352,7 @@ class SocketNotifier(Notifier):
                 room = login_room(str(session_id))
                 for ns in NAMESPACES:
                     for sid in [sid for sid, _ in self.sio.manager.get_participants(ns, room)]:
-                        await self.sio.emit("unauthorized", REVOKED, to=sid, namespace=ns, ignore_queue=True)
+                        await self.sio.emit(Event.UNAUTHORIZED, REVOKED, to=sid, namespace=ns, ignore_queue=True)
                         await self.sio.disconnect(sid, namespace=ns, ignore_queue=True)
 
     async def close_all(self) -> None:

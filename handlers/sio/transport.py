@@ -20,6 +20,9 @@ protocol and python-engineio's code paths, and drops that waiting state:
   connection, read from the aiohttp request when asked instead of copied.
 - `EngineServer.handle_request`: a request that opens a WebSocket is served in
   one frame instead of python-engineio's four.
+- `EngineServer.close_all`: at shutdown, every transport closed so that clients
+  reconnect elsewhere (python-engineio has no such call), after the events
+  under way have answered.
 - `socketio.websocket_compression` (`EngineServer(websocket_compression=)`):
   whether WebSockets accept permessage-deflate. aiohttp accepts it whenever a
   client offers it (every browser does), and each connection that used it keeps
@@ -36,6 +39,7 @@ WebSocket closes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sys
 import time
@@ -47,6 +51,8 @@ import engineio
 from aiohttp import WSMessage, web
 from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
+
+log = logging.getLogger(__name__)
 
 
 class PacketQueue:
@@ -174,7 +180,7 @@ class Heartbeat:
     def cancel(self, socket: EngineSocket) -> None:
         tick, socket._due = socket._due, None
         bucket = self._due.get(tick) if tick is not None else None
-        if bucket is not None:
+        if tick is not None and bucket is not None:
             bucket.discard(socket)
             if not bucket:
                 del self._due[tick]
@@ -317,6 +323,11 @@ class EngineSocket(AsyncSocket):
     server: EngineServer
     _due: int | None = None  # the `Heartbeat` tick this socket waits for
     _websocket: WebSocket | None = None  # while the WebSocket transport is up
+    # python-engineio's own attributes that this class sets (the package ships no types)
+    last_ping: float | None
+    connected: bool
+    upgrading: bool
+    upgraded: bool
 
     def schedule_ping(self) -> None:
         if self.last_ping:
@@ -531,12 +542,21 @@ def translate_request(request: web.Request) -> Environ:
     return Environ(request)
 
 
+FIRST_ANSWERS = 0.5  # at shutdown, how long the events under way may take to answer before the transports close
+# what python-engineio and python-socketio run a client's event in, each as a task of its own
+_EVENT_HANDLERS = frozenset({"run_async_handler", "run_sync_handler", "_handle_event_internal"})
+
+
 class EngineServer(engineio.AsyncServer):
     """The Engine.IO server of `SocketServer`: `EngineSocket`s with a `PacketQueue` each, and the compression policy.
 
     `websocket_compression` decides whether WebSockets accept permessage-deflate
     (python-engineio leaves it to aiohttp, which accepts it whenever offered).
     """
+
+    # python-engineio's own attributes that this class sets (the package ships no types)
+    _async: dict[str, Any]
+    start_service_task: bool
 
     def __init__(self, *args: Any, websocket_compression: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -545,6 +565,62 @@ class EngineServer(engineio.AsyncServer):
         if self.async_mode != "aiohttp":
             raise ValueError("EngineServer serves aiohttp only")
         self._async = {**self._async, "translate_request": translate_request}  # a copy: the driver's is shared
+        self._running: set[asyncio.Task[Any]] = set()  # event handlers and closes under way (see `close_all`)
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """python-engineio's (and python-socketio's) tasks; those handling a client's event are remembered.
+
+        `close_all` waits for them. Others run until shutdown (the Redis
+        listener, python-engineio's sweep) and are not waited for.
+        """
+        task: asyncio.Task[Any] = super().start_background_task(target, *args, **kwargs)
+        if getattr(target, "__name__", None) in _EVENT_HANDLERS:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return task
+
+    async def close_all(self, grace: float) -> int:
+        """At shutdown: close every transport so that clients reconnect elsewhere, then let their events finish.
+
+        No Engine.IO CLOSE and no Socket.IO DISCONNECT goes out: after either,
+        clients (socket.io-client, python-socketio) consider themselves sent away
+        and do not reconnect. A WebSocket gets what was queued for it, then a
+        closing frame; a pending long-poll returns empty and the next finds no
+        session. Either way the client sees its transport close and reconnects
+        with its usual backoff (to another process behind the same address, or
+        to this one once it is back). The disconnect handlers run as for any
+        lost client. Events under way get a moment to answer first, so their acks
+        go out with the rest of the queue; events received later (a message being
+        stored) run to the end, for at most `grace` seconds in all, before the
+        caller closes the store. Answers the number of sockets closed.
+        """
+
+        async def close(socket: AsyncSocket) -> None:
+            try:
+                await socket.close(wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT)
+                if getattr(socket, "_websocket", None) is None:
+                    socket.queue.put_nowait(None)  # end a pending long-poll now
+            except Exception:  # one socket's trouble must not keep the others open
+                self.logger.debug("closing %s at shutdown failed", socket.sid, exc_info=True)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        current = asyncio.current_task()
+        answering = {task for task in self._running if task is not current}
+        if answering:  # events under way usually end within milliseconds: their acks leave before the close
+            await asyncio.wait(answering, timeout=min(FIRST_ANSWERS, grace))
+        sockets = [socket for socket in list(self.sockets.values()) if not socket.closed]
+        pending = {task for task in self._running if task is not current and not task.done()}
+        pending.add(asyncio.ensure_future(asyncio.gather(*(close(socket) for socket in sockets))))
+        while pending:  # handlers started meanwhile (by the closes) are waited for too
+            _, still = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+            if still:
+                log.warning("%d event handlers still running after %g s at shutdown; leaving them", len(still), grace)
+                break
+            pending = {task for task in self._running if task is not current and not task.done()}
+        if self.service_task_handle is not None:  # python-engineio's sweep of silent sockets: nothing left to sweep
+            await self.shutdown()
+        return len(sockets)
 
     def heartbeat(self) -> Heartbeat:
         if self._heartbeat is None:

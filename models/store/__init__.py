@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,5 +34,19 @@ def create_store(config: Config, mongo_client: Callable[[str], Any] | None = Non
         from models.store.mongo import MongoStore
 
         url = config.database.url or DEFAULT_MONGODB_URL
-        return MongoStore(url) if mongo_client is None else MongoStore(url, client=mongo_client)
+        if mongo_client is None:
+            return MongoStore(url, client=_bounded_client(url, config.database.server_selection_timeout))
+        return MongoStore(url, client=mongo_client)
     raise ValueError(f"database.backend {config.database.backend!r} is not available in this build")
+
+
+def _bounded_client(url: str, seconds: float) -> Callable[[str], Any]:
+    """`AsyncMongoClient` that gives up finding a server after `seconds` (PyMongo waits 30 s by default).
+
+    A `serverSelectionTimeoutMS` written in the URL wins over the setting.
+    """
+    from pymongo import AsyncMongoClient
+
+    if "serverselectiontimeoutms=" in url.lower():
+        return AsyncMongoClient
+    return functools.partial(AsyncMongoClient, serverSelectionTimeoutMS=int(seconds * 1000))

@@ -20,10 +20,11 @@ import dataclasses
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, WriteConcern
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -80,6 +81,8 @@ _INDEX_FIELDS = {
 }
 _INDEX_IN_MESSAGE = re.compile(r"index: (\S+)")
 _DUPLICATE_CODE = 11000
+Collection = AsyncCollection[dict[str, Any]]
+_Record = TypeVar("_Record")
 
 
 def duplicate_key(exc: DuplicateKeyError) -> DuplicateKey:
@@ -87,7 +90,7 @@ def duplicate_key(exc: DuplicateKeyError) -> DuplicateKey:
     return _duplicate(exc.details or {}, str(exc))
 
 
-def _duplicate(details: dict[str, Any], message: str) -> DuplicateKey:
+def _duplicate(details: Mapping[str, Any], message: str) -> DuplicateKey:
     """A duplicate key error's answer (or a bulk write's write error) as `DuplicateKey(field)`."""
     pattern = details.get("keyPattern") or {}
     if pattern:
@@ -108,7 +111,8 @@ def _server_error(exc: PyMongoError) -> dict[str, Any]:
         return {}
     details = exc.details or {}
     if isinstance(exc, BulkWriteError):
-        return (details.get("writeErrors") or [{}])[0]
+        first: dict[str, Any] = (details.get("writeErrors") or [{}])[0]
+        return first
     return {**details, "code": exc.code}
 
 
@@ -141,7 +145,7 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def _first_line(exc: Exception) -> str:
     text = str(exc)
-    return text.split(", Timeout:", 1)[0].split("\n", 1)[0][:300]
+    return text.split(", Timeout:", 1)[0].split(" (configured timeouts:", 1)[0].split("\n", 1)[0][:300]
 
 
 def text(value: Any) -> str:
@@ -181,7 +185,7 @@ def to_doc(record: Any, *, key: str | None = None) -> dict[str, Any]:
     return data
 
 
-def from_doc(cls: type, doc: dict[str, Any]) -> Any:
+def from_doc(cls: type[_Record], doc: Mapping[str, Any]) -> _Record:
     """The dataclass of a document; internal fields (`_id` aside) are left out."""
     names = field_names(cls)
     data = {name: value for name, value in doc.items() if name in names}
@@ -196,7 +200,8 @@ async def page_of(cursor: Any, skip: int, limit: int) -> list[dict[str, Any]]:
         return []
     if skip:
         cursor = cursor.skip(skip)
-    return await cursor.limit(limit).to_list(None)
+    docs: list[dict[str, Any]] = await cursor.limit(limit).to_list(None)
+    return docs
 
 
 class MongoBase(Store):
@@ -226,47 +231,47 @@ class MongoBase(Store):
         self._client_factory = client
         self.client: Any = None
         self.db: Any = None
-        self._collections: dict[str, Any] = {}
+        self._collections: dict[str, Collection] = {}
 
-    def collection(self, name: str) -> Any:
+    def collection(self, name: str) -> Collection:
         if not self._collections:
             raise StoreUnavailable("MongoDB: store is not open")
         return self._collections[name]
 
     @property
-    def users(self) -> Any:
+    def users(self) -> Collection:
         return self.collection("users")
 
     @property
-    def sessions(self) -> Any:
+    def sessions(self) -> Collection:
         return self.collection("sessions")
 
     @property
-    def reset_tokens(self) -> Any:
+    def reset_tokens(self) -> Collection:
         return self.collection("reset_tokens")
 
     @property
-    def blocks(self) -> Any:
+    def blocks(self) -> Collection:
         return self.collection("blocks")
 
     @property
-    def chats(self) -> Any:
+    def chats(self) -> Collection:
         return self.collection("chats")
 
     @property
-    def members(self) -> Any:
+    def members(self) -> Collection:
         return self.collection("members")
 
     @property
-    def messages(self) -> Any:
+    def messages(self) -> Collection:
         return self.collection("messages")
 
     @property
-    def uploads(self) -> Any:
+    def uploads(self) -> Collection:
         return self.collection("uploads")
 
     @property
-    def calls(self) -> Any:
+    def calls(self) -> Collection:
         return self.collection("calls")
 
     async def _open(self) -> None:

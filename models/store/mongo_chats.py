@@ -58,9 +58,7 @@ def _chat_doc(chat: Chat) -> dict[str, Any]:
     return doc
 
 
-def _chat(doc: dict[str, Any] | None) -> Chat | None:
-    if doc is None:
-        return None
+def _chat(doc: dict[str, Any]) -> Chat:
     chat = from_doc(Chat, doc)
     chat.last_message_id = chat.last_message_id or None
     return chat
@@ -96,8 +94,9 @@ def _message_doc(message: Message) -> dict[str, Any]:
 
 
 def _message(doc: dict[str, Any]) -> Message:
+    stored: str | None = doc.get("metadata")  # kept as JSON text
     message = from_doc(Message, doc)
-    message.metadata = orjson.loads(message.metadata) if message.metadata else None  # type: ignore[arg-type]
+    message.metadata = orjson.loads(stored) if stored else None
     return message
 
 
@@ -133,10 +132,12 @@ class ChatCollections(MongoBase):
                 raise
 
     async def get_chat(self, chat_id: str) -> Chat | None:
-        return _chat(await self.chats.find_one({"_id": text(chat_id)}))
+        doc = await self.chats.find_one({"_id": text(chat_id)})
+        return _chat(doc) if doc is not None else None
 
     async def get_private_chat(self, pair_key: str) -> Chat | None:
-        return _chat(await self.chats.find_one({"pair_key": text(pair_key)}))
+        doc = await self.chats.find_one({"pair_key": text(pair_key)})
+        return _chat(doc) if doc is not None else None
 
     async def update_chat(self, chat_id: str, changes: dict[str, Any]) -> Chat | None:
         values = checked_changes(changes, CHAT_FIELDS, _CHAT_FLAGS)
@@ -208,7 +209,7 @@ class ChatCollections(MongoBase):
         total = await self.chats.count_documents(chats)
         cursor = self.chats.find(chats).sort(_CHAT_ORDER)
         docs = await page_of(cursor, max(count(page) - 1, 0) * count(limit), count(limit))
-        return [(_chat(doc), from_doc(Member, memberships[doc["_id"]])) for doc in docs], total  # type: ignore[misc]
+        return [(_chat(doc), from_doc(Member, memberships[doc["_id"]])) for doc in docs], total
 
     async def members_and_unread(
         self, chat_ids: list[str], reader_id: str | None = None, read_marks: dict[str, str | None] | None = None
@@ -231,8 +232,8 @@ class ChatCollections(MongoBase):
             "sender_id": {"$ne": text(reader_id)},
             "deleted": False,
         }
-        cursor = await self.messages.aggregate([{"$match": where}, {"$group": {"_id": "$chat_id", "n": {"$sum": 1}}}])
-        counts = {doc["_id"]: int(doc["n"]) for doc in await cursor.to_list(None)}
+        grouped = await self.messages.aggregate([{"$match": where}, {"$group": {"_id": "$chat_id", "n": {"$sum": 1}}}])
+        counts = {doc["_id"]: int(doc["n"]) for doc in await grouped.to_list(None)}
         return members, {chat_id: counts.get(chat_id, 0) for chat_id in marks}
 
     async def user_chat_ids(self, user_id: str) -> list[str]:

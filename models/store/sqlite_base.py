@@ -24,9 +24,9 @@ import contextlib
 import functools
 import inspect
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import aiosqlite
 
@@ -35,6 +35,13 @@ from models.store.sqlite_schema import MIGRATIONS
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _HasPath(Protocol):
+    path: Path
+
+
+S = TypeVar("S", bound=_HasPath)
 
 # primary result codes that say the storage cannot be used now, not that the statement is wrong
 _UNAVAILABLE = frozenset(
@@ -64,7 +71,7 @@ def like_pattern(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def duplicate_key(exc: sqlite3.IntegrityError) -> DuplicateKey:
+def duplicate_key(exc: sqlite3.Error) -> DuplicateKey:
     """Name the unique field from SQLite's message (`UNIQUE constraint failed: users.email`).
 
     A key of several columns names its last (`messages.sender_id, messages.client_id`: `client_id`).
@@ -82,7 +89,7 @@ def store_error(exc: sqlite3.Error | OSError, path: Path) -> StoreError:
         return StoreUnavailable(f"SQLite: {exc}")
     code = getattr(exc, "sqlite_errorcode", None)
     if code in _UNIQUE:
-        return duplicate_key(exc)  # type: ignore[arg-type]
+        return duplicate_key(exc)
     if isinstance(exc, sqlite3.IntegrityError):
         return ConstraintViolation(f"SQLite: {exc}")
     if code is not None and code & 0xFF in _UNAVAILABLE:
@@ -99,15 +106,17 @@ def translating(path: Path) -> Iterator[None]:
         raise store_error(exc, path) from exc
 
 
-def translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def translated(
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """`method` with its driver errors translated; its first argument is the store."""
 
     @functools.wraps(method)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    async def run(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return await method(*args, **kwargs)
+            return await method(store, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise store_error(exc, args[0].path) from exc  # type: ignore[attr-defined]
+            raise store_error(exc, store.path) from exc
 
     return run
 
@@ -166,10 +175,22 @@ class SqliteBase(Store):
         return readers[self._turn]
 
     async def _connect(self, *pragmas: str) -> aiosqlite.Connection:
+        """A connection with `pragmas` applied, or none at all.
+
+        A pragma that fails (WAL in a folder this user cannot write, a file that is
+        not a database) closes the connection before the error leaves: its thread
+        is not a daemon, and one left running keeps the process alive after
+        `main` has returned, deaf to SIGINT and SIGTERM.
+        """
         connection = await aiosqlite.connect(self.path, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        for pragma in pragmas:
-            await connection.execute(f"PRAGMA {pragma}")
+        try:
+            connection.row_factory = sqlite3.Row
+            for pragma in pragmas:
+                await connection.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
         return connection
 
     @translated
@@ -196,7 +217,8 @@ class SqliteBase(Store):
 
     async def _migrate(self) -> None:
         async with self.db.execute("PRAGMA user_version") as cur:
-            (version,) = await cur.fetchone()  # type: ignore[misc]
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0  # always a row: 0 in a new database
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             await self.db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
 
@@ -235,7 +257,7 @@ class SqliteBase(Store):
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one INSERT, UPDATE or DELETE in its own transaction; return the rows it changed."""
         async with self._write_lock:
-            return len(await self.db.execute_fetchall(sql + " RETURNING 1", tuple(params)))
+            return len(list(await self.db.execute_fetchall(sql + " RETURNING 1", tuple(params))))
 
     async def _write_returning(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """One `... RETURNING` statement in its own transaction; the rows it returned."""

@@ -15,8 +15,8 @@ from models.store.group_commit import GroupCommit
 from models.store.sqlite_base import like_pattern, placeholders
 from models.store.sqlite_search import SearchIndex
 
-_CHAT_FIELDS = tuple(Chat.__slots__)  # type: ignore[attr-defined]
-_MEMBER_FIELDS = tuple(Member.__slots__)  # type: ignore[attr-defined]
+_CHAT_FIELDS = tuple(Chat.__slots__)
+_MEMBER_FIELDS = tuple(Member.__slots__)
 _CHAT_SELECT = ", ".join(f"c.{name}" for name in _CHAT_FIELDS)
 _MEMBER_SELECT = ", ".join(f"m.{name}" for name in _MEMBER_FIELDS)
 
@@ -122,7 +122,7 @@ def _checked_params(message: Message) -> tuple[Any, ...]:
 class ChatTables(SearchIndex):
     # chats and members
     async def insert_chat(self, chat: Chat, members: list[Member]) -> None:
-        columns = list(Chat.__slots__)  # type: ignore[attr-defined]
+        columns = list(Chat.__slots__)
         async with self.transaction() as db:
             await db.execute(
                 f"INSERT INTO chats ({', '.join(columns)}) VALUES ({placeholders(columns)})",
@@ -131,7 +131,7 @@ class ChatTables(SearchIndex):
             await self._insert_members(members)
 
     async def _insert_members(self, members: list[Member]) -> None:
-        columns = list(Member.__slots__)  # type: ignore[attr-defined]
+        columns = list(Member.__slots__)
         await self.db.executemany(
             f"INSERT OR IGNORE INTO members ({', '.join(columns)}) VALUES ({placeholders(columns)})",
             [[getattr(m, c) for c in columns] for m in members],
@@ -195,7 +195,8 @@ class ChatTables(SearchIndex):
     async def user_chats(
         self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
     ) -> tuple[list[tuple[Chat, Member]], int]:
-        where, params = ["m.user_id = ?"], [user_id]
+        where = ["m.user_id = ?"]
+        params: list[str | int] = [user_id]
         if archived is not None:
             where.append("m.archived = ?")
             params.append(int(archived))
@@ -416,7 +417,7 @@ class ChatTables(SearchIndex):
 
     # uploads
     async def insert_upload(self, upload: Upload) -> None:
-        columns = list(Upload.__slots__)  # type: ignore[attr-defined]
+        columns = list(Upload.__slots__)
         await self._write(
             f"INSERT INTO uploads ({', '.join(columns)}) VALUES ({placeholders(columns)})",
             [getattr(upload, c) for c in columns],

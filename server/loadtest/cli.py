@@ -15,11 +15,15 @@ import sys
 import aiohttp
 
 from server.loadtest.population import SetupFailed
-from server.loadtest.runner import LoadTest, Options, Result
+from server.loadtest.runner import LoadTest, Options, Result, rss_kib
+
+DEFAULT_URL = "http://127.0.0.1:3001"  # the server's own default address (server.port)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server to load (default %(default)s)")
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, help="the server to load (default %(default)s, where `make run` listens)"
+    )
     parser.add_argument(
         "--also-url",
         action="append",
@@ -43,8 +47,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ack-timeout", type=float, default=10.0, help="an ack later than this counts as an error")
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for deliveries after sending")
     parser.add_argument("--max-messages", type=int, default=5_000_000, help="stop sending after this many")
-    parser.add_argument("--server-pid", type=int, help="the server's process id on this machine: report its memory")
+    parser.add_argument(
+        "--server-pid",
+        type=_server_pid,
+        help="a server process on this machine (with --workers, one worker): report its memory, read from /proc",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line every second")
+
+
+def _server_pid(text: str) -> int:
+    """A process whose memory this machine can read, or the argument is refused before anything runs."""
+    try:
+        pid = int(text)
+        rss_kib(pid)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a process id") from None
+    except OSError:
+        raise argparse.ArgumentTypeError(
+            f"no process {text} whose memory can be read here (/proc/{text}/status): the server must run on"
+            " this machine"
+        ) from None
+    return pid
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -78,14 +101,13 @@ def summary(result: Result) -> str:
         + ")",
         f"  users {o.users} in chats of {o.group_size}; connected {result.connected}; set-up {result.connect.line()}",
     ]
-    if o.idle:
-        memory = result.memory
-        if memory:
-            lines.append(
-                f"  server memory {memory['rssBeforeKiB']} -> {memory['rssAfterKiB']} KiB:"
-                f" {memory['perConnectionKiB']} KiB per connection"
-            )
-    else:
+    memory = result.memory
+    if memory:
+        lines.append(
+            f"  server memory {memory['rssBeforeKiB']} -> {memory['rssAfterKiB']} KiB (peak {memory['rssPeakKiB']}):"
+            f" {memory['perConnectionKiB']} KiB per connection"
+        )
+    if not o.idle:
         lines += [
             f"  {result.window:g} s measured: sent {result.sent} ({d['sentPerSecond']}/s),"
             f" acked {result.acked} ({d['ackedPerSecond']}/s),"

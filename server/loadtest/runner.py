@@ -72,6 +72,7 @@ class Result:
     sent_all: int = 0  # warm-up included: what the server should have stored
     acked_all: int = 0
     delivered: int = 0
+    delivered_all: int = 0
     expected: int = 0
     ack: Summary = Summary(0, 0, 0, 0, 0)
     end_to_end: Summary = Summary(0, 0, 0, 0, 0)
@@ -99,6 +100,7 @@ class Result:
             "acked": self.acked,
             "sentIncludingWarmup": self.sent_all,
             "ackedIncludingWarmup": self.acked_all,
+            "deliveredIncludingWarmup": self.delivered_all,
             "delivered": self.delivered,
             "expectedDeliveries": self.expected,
             "sentPerSecond": self.per_second(self.sent),
@@ -112,12 +114,12 @@ class Result:
         }
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process on this machine, from /proc."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process on this machine (`VmHWM`: its peak), from /proc; `OSError` if there is none."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise ValueError(f"no VmRSS for process {pid}")
+    raise OSError(f"process {pid} reports no {field} in /proc/{pid}/status")
 
 
 class LoadTest:
@@ -149,6 +151,7 @@ class LoadTest:
                     await self._hold(before)
                 else:
                     await self._send_all()
+                    self._read_memory(before)
             finally:
                 self._phase = "closing"
                 if reporter is not None:
@@ -189,13 +192,7 @@ class LoadTest:
     async def _hold(self, rss_before: int | None) -> None:
         self._phase = "holding"
         await asyncio.sleep(min(2.0, self.o.duration))  # let the server settle before reading its memory
-        if self.o.server_pid and rss_before is not None and self.result.connected:
-            after = rss_kib(self.o.server_pid)
-            self.result.memory = {
-                "rssBeforeKiB": rss_before,
-                "rssAfterKiB": after,
-                "perConnectionKiB": round((after - rss_before) / self.result.connected, 2),
-            }
+        self._read_memory(rss_before)
         self._start = time.monotonic()
         await asyncio.sleep(max(0.0, self.o.duration - 2.0))
         self._stop = time.monotonic()
@@ -203,6 +200,24 @@ class LoadTest:
         still = sum(sock.connected for sock in self.sockets)
         if still < self.result.connected:
             self.result.errors["disconnects while idle"] += self.result.connected - still
+
+    def _read_memory(self, rss_before: int | None) -> None:
+        """The server's memory now (sockets still open) against before they connected, with `--server-pid`."""
+        pid = self.o.server_pid
+        if not pid or rss_before is None:
+            return
+        try:
+            after, peak = rss_kib(pid), rss_kib(pid, "VmHWM")
+        except OSError as exc:  # the server went away during the run
+            self.result.errors[f"server memory unreadable: {type(exc).__name__}"] += 1
+            return
+        per_connection = (after - rss_before) / self.result.connected if self.result.connected else 0.0
+        self.result.memory = {
+            "rssBeforeKiB": rss_before,
+            "rssAfterKiB": after,
+            "rssPeakKiB": peak,
+            "perConnectionKiB": round(per_connection, 2),
+        }
 
     # receiving
     def _receiver(self, index: int) -> EventHandler:
@@ -217,8 +232,7 @@ class LoadTest:
             if event != "new_message":
                 return
             client_id = payload.get("clientId") if isinstance(payload, dict) else None
-            record = sent.get(client_id) if isinstance(client_id, str) else None
-            if record is None:
+            if not isinstance(client_id, str) or (record := sent.get(client_id)) is None:
                 result.errors["unknown deliveries"] += 1
                 return
             if record.chat != my_chat:
@@ -229,6 +243,7 @@ class LoadTest:
                 return
             seen.add(client_id)
             record.delivered += 1
+            result.delivered_all += 1
             if record.recorded:
                 result.delivered += 1
                 latencies.append(at - record.at)
@@ -331,6 +346,7 @@ class LoadTest:
             await asyncio.sleep(0.05)
 
     async def _report_progress(self) -> None:
+        """A line a second; the counts include the warm-up (the summary counts the measured window only)."""
         last = 0
         began = time.monotonic()
         while True:
@@ -342,9 +358,9 @@ class LoadTest:
                 phase = "warming up" if now < self._start else "measuring"
             print(
                 f"[{now - began:6.1f}s] {phase}: connected {sum(s.connected for s in self.sockets)}"
-                f", sent {r.sent}, acked {r.acked}, delivered {r.delivered} (+{r.delivered - last}/s)"
-                f", errors {sum(r.errors.values())}",
+                f", sent {r.sent_all}, acked {r.acked_all}, delivered {r.delivered_all}"
+                f" (+{r.delivered_all - last}/s), errors {sum(r.errors.values())}",
                 file=sys.stderr,
                 flush=True,
             )
-            last = r.delivered
+            last = r.delivered_all

@@ -2,13 +2,16 @@
 
 Everything goes through the page as a person would use it (labels, buttons, keys);
 the server is the real app. Every wait is bounded; nothing asserts on timings.
-The run writes the chat screen to docs/web-client.png and prints its figures.
+The run writes the chat screen to build/web-client.png (ignored by git: a test never
+changes a tracked file) and prints its figures; `make screenshot` points it at
+docs/web-client.png (`WHATSCHAT_TEST_SCREENSHOT`) to refresh the README's picture on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import struct
 import time
@@ -23,7 +26,8 @@ import pytest
 from tests.browser.conftest import playwright_api
 from tests.conftest import Api, Server, register
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-client.png"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / os.environ.get("WHATSCHAT_TEST_SCREENSHOT", "build/web-client.png")
 WAIT_MS = 10_000
 
 
@@ -339,7 +343,7 @@ async def test_two_people_chat_call_and_catch_up_in_the_browser(web_server: Serv
 
     with step("screenshot of the chat screen"):
         await expect(bob.message("Written offline").locator(".ticks")).to_have_attribute("data-status", "read")
-        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         await bob.page.screenshot(path=str(SCREENSHOT))
 
     with step("an audio call, rejected"):
