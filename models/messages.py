@@ -171,13 +171,14 @@ class MessageService:
             if chat is None or chat.type != "group" or member is None or member.role != "admin":
                 raise Forbidden("Only the sender or a group admin may delete a message")
         deletion = MessageDeletion(message.id, message.chat_id, message.updated_at)
-        now = now_iso()
-        if not message.deleted and await self.store.tombstone_message(message.id, now):
-            deletion.deleted_at = now
-            await self.notifier.to_chat(message.chat_id, Event.MESSAGE_DELETED, deletion, origin)
-        elif not message.deleted:  # another delete won the race: answer with its time, announce nothing
-            current = await self.store.get_message(message.id)
-            deletion.deleted_at = current.updated_at if current is not None else now
+        if not message.deleted:
+            now = now_iso()
+            if await self.store.tombstone_message(message.id, now):
+                deletion.deleted_at = now
+                await self.notifier.to_chat(message.chat_id, Event.MESSAGE_DELETED, deletion, origin)
+            else:  # another delete won the race: answer with its time, announce nothing
+                current = await self.store.get_message(message.id)
+                deletion.deleted_at = current.updated_at if current is not None else now
         return deletion
 
     async def history(

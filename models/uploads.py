@@ -26,7 +26,7 @@ _MIME = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 _ID = re.compile(r"^[0-9a-f]{40}$")
 # shown in the page: passive types, which a browser displays but never runs (with
 # `nosniff` it cannot take them for another type). Anything else (HTML, SVG, XML,
-# script, and every type not known here) is served as a sandboxed download: see `sandboxed`
+# script, and every type not known here) is served as a sandboxed download: see `inline`
 INLINE_TYPES = re.compile(
     r"^(image/(png|jpeg|gif|webp|avif|bmp)|audio/[\w.+-]+|video/[\w.+-]+|application/pdf|text/plain)$"
 )
@@ -47,20 +47,16 @@ class UploadService:
 
     @staticmethod
     def inline(mime_type: str) -> bool:
-        """Shown in the page rather than offered as a download: only the passive types."""
-        return INLINE_TYPES.match(mime_type) is not None
+        """Shown in the page rather than offered as a download: only the passive types.
 
-    @classmethod
-    def sandboxed(cls, mime_type: str) -> bool:
-        """Served with a sandboxing Content-Security-Policy besides `attachment`.
-
-        The file keeps its own type, so a client knows what it got; the policy is what
-        stops script on this origin should a browser render an active type anyway
-        (one that ignores the disposition, say). A deny-list of active types would miss
-        some, so everything not known passive is sandboxed. Not the passive ones: they
-        need none, and Chrome's viewer will not open a sandboxed PDF.
+        Anything else goes as an attachment with a sandboxing Content-Security-Policy,
+        keeping its own type so a client knows what it got: the policy is what stops
+        script on this origin should a browser render an active type anyway. A
+        deny-list of active types would miss some, so everything not known passive
+        is sandboxed. Not the passive ones: they need none, and Chrome's viewer will
+        not open a sandboxed PDF.
         """
-        return not cls.inline(mime_type)
+        return INLINE_TYPES.match(mime_type) is not None
 
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id[:2] / upload_id

@@ -18,7 +18,6 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from handlers.rest import auth as rest_auth
@@ -36,7 +35,7 @@ from handlers.sio.setup import close_sockets, create_server, register_namespaces
 from models.store import create_store
 from server.config import Config, ConfigError
 from server.keys import CONFIG, PROCESS_ID, REDIS, SERVICES, SIO, STARTED_AT, STORE
-from server.redis import REDIS_OPTIONS
+from server.redis import redis_client
 from server.services import services_context
 
 log = logging.getLogger(__name__)
@@ -65,10 +64,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     if not url:
         yield
         return
-    try:
-        client = aioredis.Redis.from_url(url, **REDIS_OPTIONS)
-    except ValueError as exc:  # a URL redis-py cannot read
-        raise ConfigError(f"invalid configuration: redis.url: {exc}") from None
+    client = redis_client(url)
     try:
         await asyncio.wait_for(client.ping(), 2.0)
     except Exception as exc:

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
-from handlers.sio.events import EVENTS
 from handlers.sio.notifier import SocketNotifier
 from models.auth import AuthService, LoginPolicy
 from models.calls import CallService
@@ -78,7 +77,7 @@ def auth_service(
 async def services_context(app: web.Application) -> AsyncIterator[None]:
     """Every domain service, wired to the store, to Redis and to Socket.IO through the notifier."""
     config, store, redis = app[CONFIG], app[STORE], app.get(REDIS)
-    notifier = SocketNotifier(app[SIO], EVENTS)
+    notifier = SocketNotifier(app[SIO])
     hasher = PasswordHasher(config.auth.bcrypt_rounds)
     auth = auth_service(config, store, redis, notifier, hasher)
     prefix = config.redis.prefix  # every key of this deployment starts with it (`redis.deployment`)

@@ -22,10 +22,9 @@ import sys
 import threading
 import time
 
-import redis.asyncio as aioredis
-
 from server.config import Config, ConfigError
 from server.failures import StartupFailed
+from server.redis import redis_client
 from server.run import bind
 
 log = logging.getLogger("server")
@@ -53,10 +52,7 @@ async def prepare(config: Config) -> None:
 
 async def check_redis(url: str) -> None:
     """Redis answers PING, or `StartupFailed` says so: workers without it would each serve only their own sockets."""
-    try:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=REDIS_SECONDS, socket_timeout=REDIS_SECONDS)
-    except ValueError as exc:
-        raise ConfigError(f"invalid configuration: redis.url: {exc}") from None
+    client = redis_client(url, socket_connect_timeout=REDIS_SECONDS, socket_timeout=REDIS_SECONDS)
     try:
         await asyncio.wait_for(client.ping(), REDIS_SECONDS)
     except Exception as exc:

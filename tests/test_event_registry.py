@@ -8,6 +8,7 @@ as the AsyncAPI document says. A send serialises its message once.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -74,8 +75,8 @@ def test_an_unregistered_name_is_refused_before_anything_is_sent() -> None:
         manager = None
 
     notifier = SocketNotifier(NoServer())  # type: ignore[arg-type]
-    with pytest.raises(LookupError, match="no_such_event"):
-        notifier._payload("no_such_event", {})  # type: ignore[arg-type]
+    with pytest.raises(LookupError, match="no_such_event"):  # the notifier dumps through the same registry
+        asyncio.run(notifier.to_users(["someone"], "no_such_event", {}))  # type: ignore[arg-type]
 
 
 def _samples() -> dict[Event, Any]:

@@ -121,14 +121,14 @@ async def download(request: web.Request) -> web.StreamResponse:
     """The bytes with their stored type, made safe by disposition, nosniff and a sandbox, not by hiding the type."""
     uploads = services(request).uploads
     uploaded, path = await uploads.get(request.match_info["id"])
-    disposition = "inline" if uploads.inline(uploaded.mime_type) else "attachment"
+    inline = uploads.inline(uploaded.mime_type)
     headers = {
         "Content-Type": uploaded.mime_type,
-        "Content-Disposition": content_disposition(disposition, uploaded.filename),
+        "Content-Disposition": content_disposition("inline" if inline else "attachment", uploaded.filename),
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "private, max-age=31536000, immutable",
     }
-    if uploads.sandboxed(uploaded.mime_type):
+    if not inline:  # everything not known passive, whatever its disposition does in a given browser
         headers["Content-Security-Policy"] = SANDBOX
     return web.FileResponse(path, headers=headers)
 

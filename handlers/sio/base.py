@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 import socketio
 from marshmallow import Schema
 
-from handlers.sio.rooms import chat_room, login_room, user_room
+from handlers.sio.rooms import chat_room, is_chat_room, login_room, user_room
 from handlers.sio.server import ack_requested, after_answer, client_event
 from models.auth import Identity
 from models.errors import AppError, Unauthenticated, ValidationFailed
@@ -140,18 +140,18 @@ class BaseNamespace(socketio.AsyncNamespace):
                 session.pop("authenticating", None)
                 await self.save_session(sid, session)
             raise
+        payload = {"user": _user_out.dump(user)}
         session = await self._session(sid)
         if session is None or not self.server.manager.is_connected(sid, self.namespace):
             # it disconnected while being counted, and its close found no identity: undo the count
             await self.after_sign_off(sid, identity)
-            return {"user": _user_out.dump(user)}
+            return payload
         deadline = session.pop("deadline", None)
         if deadline is not None:
             deadline.cancel()
         session.pop("authenticating", None)
         session["identity"] = identity
         await self.save_session(sid, session)
-        payload = {"user": _user_out.dump(user)}
         await self.emit(Event.AUTHENTICATED, payload, to=sid)
         return payload
 
@@ -160,18 +160,18 @@ class BaseNamespace(socketio.AsyncNamespace):
 
         A member added or removed while the chats were read has its room change
         applied to the user's sockets, which this one may not have been among yet;
-        the count of changes applied to the user tells, and the chats are read again.
+        the count of room changes applied in this process tells, and the chats are
+        read again.
         """
-        changes = self.server.room_changes
         for _ in range(10):
-            seen = changes[user_id]
+            seen = self.server.room_changes
             chats = {chat_room(chat_id) for chat_id in await self.services.chats.chat_ids(user_id)}
             for room in self.rooms(sid):
-                if room.startswith("chat:") and room not in chats:
+                if is_chat_room(room) and room not in chats:
                     await self.leave_room(sid, room)
             for room in chats:
                 await self.enter_room(sid, room)
-            if changes[user_id] == seen:
+            if self.server.room_changes == seen:
                 return
         log.warning("the chats of %s kept changing while a socket joined them", user_id)
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
 import socketio
 
-from handlers.sio.events import EVENTS, EventSpec
+from handlers.sio.events import EVENTS, payload
 from handlers.sio.fanout import DirectFanoutManager
 from handlers.sio.namespaces import NAMESPACES, ROOT
 from handlers.sio.rooms import chat_room, login_room, user_room
@@ -266,27 +266,20 @@ async def _close_quietly(*closing: Awaitable[Any]) -> None:
 class SocketNotifier(Notifier):
     """Notifier calls as instructions: applied at once in one process, through the channel with several.
 
-    `events` is the event registry: each view is dumped with its event's schema
+    Each view is dumped with its event's schema (the registry, `handlers.sio.events`)
     before the call is carried, so an instruction holds only JSON (it crosses
     Redis as such) and is dumped once however many processes apply it.
     """
 
-    def __init__(self, sio: SocketServer, events: Mapping[Event, EventSpec] = EVENTS) -> None:
+    def __init__(self, sio: SocketServer) -> None:
         self.sio = sio
-        self.events = events
-        # by plain name too: an instruction that crossed Redis names its event as a string
-        self._routes = {event.value: spec.namespaces for event, spec in events.items()}
+        # by plain name: an instruction that crossed Redis names its event as a string
+        self._routes = {event.value: spec.namespaces for event, spec in EVENTS.items()}
         manager = sio.manager
         self.bus = manager if isinstance(manager, RedisManager) else None
         if self.bus is not None:
             self.bus.on_instruction = self.apply
             self.bus.on_lost = self.close_all
-
-    def _payload(self, event: Event, view: object) -> Any:
-        spec = self.events.get(event)
-        if spec is None:  # a programming error: every `Event` is registered (`handlers.sio.events`)
-            raise LookupError(f"{event!r} is not a registered server event")
-        return spec.dump(view)
 
     def _namespaces(self, event: str) -> tuple[str, ...]:
         """Where an event goes; one this process does not know (a newer process sent it), `/` only."""
@@ -295,12 +288,11 @@ class SocketNotifier(Notifier):
     async def to_users(self, user_ids: Iterable[str], event: Event, view: object) -> None:
         users = list(user_ids)
         if users:
-            payload = self._payload(event, view)
-            await self._carry({"op": "users", "user_ids": users, "event": event, "payload": payload})
+            await self._carry({"op": "users", "user_ids": users, "event": event, "payload": payload(event, view)})
 
     async def to_chat(self, chat_id: str, event: Event, view: object, origin: str | None = None) -> None:
-        payload = self._payload(event, view)
-        await self._carry({"op": "chat", "chat_id": chat_id, "event": event, "payload": payload, "origin": origin})
+        message = {"op": "chat", "chat_id": chat_id, "event": event, "payload": payload(event, view), "origin": origin}
+        await self._carry(message)
 
     async def join_chat(self, user_ids: Iterable[str], chat_id: str) -> None:
         await self._carry({"op": "join", "user_ids": list(user_ids), "chat_id": chat_id})
@@ -344,7 +336,7 @@ class SocketNotifier(Notifier):
             room = chat_room(str(instruction["chat_id"]))
             move = self.sio.enter_room if op == "join" else self.sio.leave_room
             users = [str(uid) for uid in instruction["user_ids"]]
-            self.sio.room_changes.update(users)
+            self.sio.room_changes += 1
             for ns, sid in self._sockets_of(users):
                 await move(sid, room, namespace=ns)
         elif op == "end":

@@ -23,6 +23,10 @@ def chat_room(chat_id: str) -> str:
     return f"chat:{chat_id}"
 
 
+def is_chat_room(room: object) -> bool:
+    return isinstance(room, str) and room.startswith("chat:")
+
+
 class CompactRooms:
     """python-socketio's room bookkeeping, with a plain dict for every room but the index of clients.
 

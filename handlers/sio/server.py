@@ -14,7 +14,6 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,8 +56,9 @@ class SocketServer(socketio.AsyncServer):
         self.max_queue = max_queue
         self.cut_off = 0  # clients disconnected for falling behind, for health and tests
         self._cutting: set[str] = set()
-        # user id -> room changes of theirs applied in this process (see `BaseNamespace.enter_chats`)
-        self.room_changes: Counter[str] = Counter()
+        # room joins and leaves applied in this process so far (see `BaseNamespace.enter_chats`): one
+        # number for every user, so it never grows, at the price of a rare needless re-read of chats
+        self.room_changes = 0
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         """New connections wait while the manager cannot promise them every event (Redis away).
