@@ -65,14 +65,16 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     client = redis_client(url)
+    answered = True
     try:
         await asyncio.wait_for(client.ping(), 2.0)
     except Exception as exc:
+        answered = False
         log.warning("Redis at redis.url does not answer (%s); starting degraded until it does", exc)
     app[REDIS] = client
     manager = app[SIO].manager
     if isinstance(manager, RedisManager):
-        await manager.start()
+        await manager.start(wait=2.0 if answered else 0.0)
     try:
         yield
     finally:

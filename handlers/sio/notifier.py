@@ -226,11 +226,18 @@ class RedisManager(socketio.AsyncRedisManager, DirectFanoutManager):
         except Exception:
             log.exception("notifier call %s failed", data.get("op"))
 
-    async def start(self) -> None:
-        """Subscribe now, not at the first connection (python-socketio's default)."""
+    async def start(self, wait: float = 2.0) -> None:
+        """Subscribe now, not at the first connection (python-socketio's default).
+
+        Waits up to `wait` seconds for the subscription, so a process that
+        answers health or sockets right after start-up is already subscribed;
+        a Redis that does not answer by then leaves the process degraded, retrying.
+        """
         if not self.server.manager_initialized:
             self.server.manager_initialized = True
             self.initialize()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), wait)
 
     async def stop(self, flush: float = 1.0) -> None:
         """Publish what is queued (for at most `flush` seconds), then stop listening and close."""
