@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -69,29 +70,54 @@ class AuthService:
         self.reset_url = reset_url
 
     async def register(
-        self, *, username: str, email: str, password: str, phone: str | None = None, role: Role = "user"
+        self,
+        *,
+        username: str | None,
+        email: str,
+        password: str,
+        phone: str | None = None,
+        role: Role = "user",
+        display_name: str | None = None,
+        avatar: str | None = None,
     ) -> tuple[User, TokenPair]:
+        """A new account and its first login.
+
+        `username=None` (the `/api` door asks for a display name only): the server
+        picks a free username made from the name or the email, so every account has
+        the unique handle the other doors show and search.
+        """
         now = now_iso()
         user = User(
             id=new_id(),
             email=email.lower(),
-            username=username,
+            username=username or _username_from(display_name, email),
             password_hash=await self.hasher.hash(password),
             phone=phone,
+            avatar=avatar,
             role=role,
             created_at=now,
             updated_at=now,
+            display_name=display_name,
         )
-        try:
-            await self.store.insert_user(user)
-        except DuplicateKey as exc:
-            raise Conflict(
-                f"A user with this {exc.field} already exists", details={exc.field: ["Already taken."]}
-            ) from None
+        for attempt in range(8):
+            try:
+                await self.store.insert_user(user)
+                break
+            except DuplicateKey as exc:
+                if exc.field != "username" or username is not None or attempt == 7:
+                    field = exc.field
+                    raise Conflict(
+                        f"{field.capitalize()} already exists", details={field: ["Already taken."]}
+                    ) from None
+                user.username = _username_from(display_name, email, suffix=True)
         return user, await self._start_session(user)
 
-    async def login(self, email: str, password: str, address: str) -> tuple[User, TokenPair]:
-        """Same answer for an unknown email and a wrong password; failures are budgeted."""
+    async def login(self, email: str, password: str, address: str, rotates: bool = True) -> tuple[User, TokenPair]:
+        """Same answer for an unknown email and a wrong password; failures are budgeted.
+
+        `rotates=False`: a login whose refresh token stays the same when used (the
+        `/api` door's clients keep the one they got); logging out still ends it.
+        """
         email = email.lower()
         account_key, address_key = f"login:account:{email}", f"login:address:{address}"
         # Check both budgets and count the attempt as a failure in one step, before the hash
@@ -114,9 +140,9 @@ class AuthService:
             raise WrongCredentials()
         await self.limiter.reset(account_key)
         await self.limiter.release(address_key)
-        return user, await self._start_session(user)
+        return user, await self._start_session(user, rotates)
 
-    async def _start_session(self, user: User) -> TokenPair:
+    async def _start_session(self, user: User, rotates: bool = True) -> TokenPair:
         session = Session(
             id=new_id(),
             user_id=user.id,
@@ -125,12 +151,12 @@ class AuthService:
             expires_at=iso_in(self.signer.refresh_ttl),
         )
         await self.store.insert_session(session)
-        return self._tokens(user.id, session.id, session.refresh_jti)
+        return self._tokens(user.id, session.id, session.refresh_jti, rotates)
 
-    def _tokens(self, user_id: str, session_id: str, refresh_jti: str) -> TokenPair:
+    def _tokens(self, user_id: str, session_id: str, refresh_jti: str, rotates: bool = True) -> TokenPair:
         return TokenPair(
             token=self.signer.issue("access", user_id, session_id),
-            refresh_token=self.signer.issue("refresh", user_id, session_id, jti=refresh_jti),
+            refresh_token=self.signer.issue("refresh", user_id, session_id, jti=refresh_jti, rotates=rotates),
         )
 
     async def authenticate(self, token: str | None) -> Identity:
@@ -147,8 +173,23 @@ class AuthService:
         return Identity(user, session.id)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate the refresh token; a token used twice revokes the whole login."""
+        """Rotate the refresh token; a token used twice revokes the whole login.
+
+        A login that does not rotate (`login(rotates=False)`) answers a new access
+        token beside the same refresh token, for as long as the login stands.
+        """
         claims = self.signer.decode(refresh_token, "refresh")
+        if not claims.rotates:
+            session = await self.store.get_session(claims.session_id)
+            if (
+                session is None
+                or session.revoked_at is not None
+                or session.refresh_jti != claims.jti
+                or session.user_id != claims.user_id
+                or await self.store.get_user(claims.user_id) is None
+            ):
+                raise Unauthenticated("Refresh token is invalid or its login has ended")
+            return TokenPair(self.signer.issue("access", claims.user_id, claims.session_id), refresh_token)
         new_jti = new_id()
         rotated = await self.store.rotate_refresh(
             claims.session_id, claims.jti, new_jti, iso_in(self.signer.refresh_ttl)
@@ -216,3 +257,19 @@ class AuthService:
 def _digest(token: str) -> str:
     """Reset tokens are stored hashed: a copy of the database cannot reset passwords."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+_NOT_HANDLE = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def _username_from(name: str | None, email: str, suffix: bool = False) -> str:
+    """A username (3 to 20 letters, digits, underscores) from a display name or an email's local part.
+
+    The first try is the plain handle; with `suffix`, four random hex digits make
+    a taken one free (the caller retries a few times).
+    """
+    base = _NOT_HANDLE.sub("_", (name or "").strip()).strip("_") or _NOT_HANDLE.sub("_", email.split("@")[0]).strip("_")
+    base = (base or "user")[:15]
+    if len(base) < 3:
+        base = f"{base}_user"[:15]
+    return f"{base}_{secrets.token_hex(2)}" if suffix else base

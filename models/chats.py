@@ -38,6 +38,13 @@ def pair_key(a: str, b: str) -> str:
     return ":".join(sorted((a, b)))
 
 
+def owner_of(chat: Chat) -> str | None:
+    """A group's owner: its creator until ownership passes (groups stored before owners existed: the creator)."""
+    if chat.type != "group":
+        return None
+    return chat.owner_id or chat.created_by
+
+
 class ChatService:
     def __init__(self, store: Store, presence: PresenceService, notifier: Notifier) -> None:
         self.store = store
@@ -110,11 +117,11 @@ class ChatService:
                 if message
                 else None
             )
-            name = chat.name
+            name, other = chat.name, None
             if chat.type == "private":
-                others = [p.username for p in participants if p.id != viewer_id]
-                name = others[0] if others else chat.name
-            view = ChatView(chat, name, participants, last_view)
+                other = next((p for p in participants if p.id != viewer_id), None)
+                name = other.username if other is not None else chat.name
+            view = ChatView(chat, name, participants, last_view, other=other)
             if own is not None:
                 view.unread_count = unread.get(chat.id, 0)
                 view.settings = {"muted": own.muted, "archived": own.archived}
@@ -178,6 +185,7 @@ class ChatService:
             description=data.get("description") or "",
             avatar=data.get("avatar"),
             only_admins_add=data.get("onlyAdminsCanAdd", False),
+            owner_id=me,
         )
         members = [Member(chat.id, me, "admin", now)] + [Member(chat.id, uid, "member", now) for uid in others]
         await self.store.insert_chat(chat, members)
@@ -186,9 +194,19 @@ class ChatService:
 
     # reading
     async def list(
-        self, identity: Identity, archived: bool, chat_type: str | None, page: int, limit: int
+        self,
+        identity: Identity,
+        archived: bool | None,
+        chat_type: str | None,
+        page: int,
+        limit: int,
+        order_by: str = "last_activity",
+        descending: bool = True,
     ) -> tuple[list[ChatView], int]:
-        pairs, total = await self.store.user_chats(identity.user.id, archived, chat_type, page, limit)
+        """A page of the caller's chats; `archived=None` lists archived and active ones alike."""
+        pairs, total = await self.store.user_chats(
+            identity.user.id, archived, chat_type, page, limit, order_by=order_by, descending=descending
+        )
         return await self.views(identity.user.id, list(pairs)), total
 
     async def get(self, identity: Identity, chat_id: str, group: bool = False) -> ChatView:
@@ -198,6 +216,7 @@ class ChatService:
 
     # changing
     def _require_admin(self, chat: Chat, member: Member, action: str) -> None:
+        """Admins only; the owner is always one (see `set_role`)."""
         if chat.type != "group":
             raise Forbidden(f"Private chats cannot {action}")
         if member.role != "admin":
@@ -216,15 +235,19 @@ class ChatService:
         }
         stored = {fields[k]: v for k, v in changes.items() if k in fields}
         if stored:
-            chat = await self.store.update_chat(chat.id, {**stored, "updated_at": now_iso()}) or chat
+            now = now_iso()  # a change is activity: the chat lists move it up as a message would
+            chat = await self.store.update_chat(chat.id, {**stored, "updated_at": now, "last_activity": now}) or chat
             await self._announce_updated(chat)
         return await self.view(identity.user.id, chat, member)
 
-    async def delete(self, identity: Identity, chat_id: str, group: bool = False) -> None:
-        """Groups: admins only. Private chats: either member, for both."""
+    async def delete(self, identity: Identity, chat_id: str, group: bool = False, owner_only: bool = False) -> None:
+        """Groups: admins only (`owner_only`: the owner only, as the `/api` door's contract has it).
+        Private chats: either member, for both."""
         chat, member = await (self.group_membership if group else self.membership)(chat_id, identity.user.id)
         if chat.type == "group":
             self._require_admin(chat, member, "delete the group")
+            if owner_only and owner_of(chat) != identity.user.id:
+                raise Forbidden("Only the group's owner may delete it")
         user_ids = [m.user_id for m in await self.store.list_members(chat.id)]
         await self.store.delete_chat(chat.id)
         await self.notifier.to_chat(chat.id, Event.CHAT_DELETED, ChatDeletion(chat.id, identity.user.id))
@@ -249,7 +272,7 @@ class ChatService:
         new = [Member(chat.id, uid, "member", now) for uid in users if uid not in current]
         if new:
             await self.store.add_members(new)
-            await self.store.update_chat(chat.id, {"updated_at": now})
+            await self.store.update_chat(chat.id, {"updated_at": now, "last_activity": now})
             added = [ParticipantView(users[m.user_id], m, None) for m in new]
             await self.notifier.join_chat([m.user_id for m in new], chat.id)
             arrivals = MembersAdded(chat.id, added, identity.user.id)
@@ -260,9 +283,12 @@ class ChatService:
         return []
 
     async def remove_member(self, identity: Identity, chat_id: str, user_id: str) -> None:
+        """Admins remove others, anyone leaves; nobody removes the owner (who may leave)."""
         chat, member = await self.group_membership(chat_id, identity.user.id)
         if user_id != identity.user.id:
             self._require_admin(chat, member, "remove members")
+            if user_id == owner_of(chat):
+                raise Forbidden("The group's owner cannot be removed")
         if not await self.store.remove_member(chat.id, user_id):
             raise UserNotFound("Not a member of this group")
         await self._after_departure(chat, user_id, identity.user.id)
@@ -277,7 +303,22 @@ class ChatService:
         if not remaining:
             await self.store.delete_chat(chat.id)
             return
+        if user_id == owner_of(chat):
+            await self._pass_ownership(chat, remaining)
+            return
         await self._keep_an_admin(chat, remaining)
+
+    async def _pass_ownership(self, chat: Chat, members: builtins.list[Member]) -> None:
+        """The owner left: the longest-standing admin owns the group, else the longest-standing member,
+        who becomes an admin too (an owner is always one)."""
+        heir = next((m for m in members if m.role == "admin"), members[0])
+        if heir.role != "admin":
+            await self.store.update_member(chat.id, heir.user_id, {"role": "admin"})
+        now = now_iso()
+        updated = await self.store.update_chat(
+            chat.id, {"owner_id": heir.user_id, "updated_at": now, "last_activity": now}
+        )
+        await self._announce_updated(updated or chat)
 
     async def _keep_an_admin(self, chat: Chat, members: builtins.list[Member], passed_over: str | None = None) -> None:
         """A group always has an admin: the longest-standing member (other than `passed_over`) is promoted."""
@@ -293,7 +334,11 @@ class ChatService:
         if await self.store.update_member(chat.id, user_id, {"role": role}) is None:
             raise UserNotFound("Not a member of this group")
         members = await self.store.list_members(chat.id)
-        if any(m.role == "admin" for m in members):
+        others = [m for m in members if m.user_id != user_id]
+        if role != "admin" and user_id == owner_of(chat) and others:
+            # an owner is always an admin: stepping down as one hands the group on, as leaving does
+            await self._pass_ownership(chat, others)
+        elif any(m.role == "admin" for m in members):
             await self._announce_updated(chat)
         else:  # the only admin stepped down: the promotion's `chat_updated` tells both changes, once
             await self._keep_an_admin(chat, members, passed_over=user_id)

@@ -27,6 +27,12 @@ class User:
     presence_setting: PresenceSetting = "online"
     last_seen: str | None = None
     role: Role = "user"
+    display_name: str | None = None  # shown beside the unique username; None: show the username
+
+    @property
+    def name(self) -> str:
+        """What people are called in chats: the display name, else the username."""
+        return self.display_name or self.username
 
 
 @dataclass(slots=True)
@@ -77,6 +83,7 @@ class Chat:
     only_admins_add: bool = False
     last_message_id: str | None = None
     message_count: int = 0
+    owner_id: str | None = None  # groups only; None for groups stored before it existed: `created_by` stands in
 
 
 @dataclass(slots=True)

@@ -50,12 +50,18 @@ class Unauthenticated(AppError):
     code, status, default_message = "AUTH_001", 401, "Invalid or expired token"
 
 
+class TokenExpired(Unauthenticated):
+    """A token that was good but is past its time: the client should refresh, not log in again."""
+
+    default_message = "Token has expired"
+
+
 class UserNotFound(AppError):
     code, status, default_message = "AUTH_002", 404, "User not found"
 
 
 class WrongCredentials(AppError):
-    code, status, default_message = "AUTH_003", 401, "Wrong email or password"
+    code, status, default_message = "AUTH_003", 401, "Invalid email or password"
 
 
 class Forbidden(AppError):

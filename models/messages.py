@@ -144,7 +144,7 @@ class MessageService:
         await self.budgets.charge(identity.user.id, "messages")
         message = await self._own_message(identity, message_id)
         if message.sender_id != identity.user.id:
-            raise Forbidden("Only the sender may edit a message")
+            raise Forbidden("You can only edit your own messages")
         if message.deleted:
             raise MessageRejected("A deleted message cannot be edited")
         now = now_iso()
@@ -170,11 +170,11 @@ class MessageService:
             member = await self.store.get_member(message.chat_id, identity.user.id)
             if chat is None or chat.type != "group" or member is None or member.role != "admin":
                 raise Forbidden("Only the sender or a group admin may delete a message")
-        deletion = MessageDeletion(message.id, message.chat_id, message.updated_at)
+        deletion = MessageDeletion(message.id, message.chat_id, message.updated_at, repeated=True)
         if not message.deleted:
             now = now_iso()
             if await self.store.tombstone_message(message.id, now):
-                deletion.deleted_at = now
+                deletion.deleted_at, deletion.repeated = now, False
                 await self.notifier.to_chat(message.chat_id, Event.MESSAGE_DELETED, deletion, origin)
             else:  # another delete won the race: answer with its time, announce nothing
                 current = await self.store.get_message(message.id)
@@ -192,6 +192,8 @@ class MessageService:
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
         limit, page = query["limit"], query["page"]
         before, after, search = query.get("before"), query.get("after"), query.get("search")
+        # the `/api` door: without tombstones, and by page from either end
+        live_only, oldest_first = query.get("live_only", False), query.get("oldest_first", False)
         cursor = before is not None or after is not None
         messages = await self.store.list_messages(
             chat.id,
@@ -200,9 +202,13 @@ class MessageService:
             before=before,
             after=after,
             search=search,
+            live_only=live_only,
+            oldest_first=oldest_first,
         )
-        # the chat document already carries its count (what `count_messages` answers without a search)
-        total = await self.store.count_messages(chat.id, search) if search else chat.message_count
+        if search or live_only:
+            total = await self.store.count_messages(chat.id, search, live_only=live_only)
+        else:  # the chat document already carries its count (what `count_messages` answers without a search)
+            total = chat.message_count
         if cursor:
             more = len(messages) > limit
             if more:  # the extra one is the farthest from the cursor: the newest after it, the oldest before it
@@ -250,13 +256,42 @@ class MessageService:
         )
 
     async def delivered(self, identity: Identity, message_id: str) -> Receipt:
+        """A Socket.IO client reports that a message reached the caller's device."""
         await self.budgets.charge(identity.user.id, "reads")
         message = await self._own_message(identity, message_id)
-        receipt = Receipt(message.chat_id, message.id, identity.user.id, "delivered", now_iso())
-        if message.sender_id != identity.user.id and await self.store.advance_mark(
-            message.chat_id, identity.user.id, "last_delivered_id", message.id
-        ):
-            await self.notifier.to_users([message.sender_id], Event.MESSAGE_STATUS, receipt)
+        return await self.reached(identity.user.id, message.chat_id, message.id, message.sender_id)
+
+    async def reached(self, user_id: str, chat_id: str, message_id: str, sender_id: str) -> Receipt:
+        """A message reached a live connection of `user_id`: the sender hears `delivered`.
+
+        Called by a door that knows it wrote the message to that user's connection
+        (the plain WebSocket, which settled membership by the room it went to), and
+        for a Socket.IO client's `message_delivered`. Each member's mark only moves
+        forward, and the sender hears of every member it moved for; `first` says
+        whether no other member had the message yet, so a door that promises one
+        `delivered` per message (the plain WebSocket) keeps to it
+        (`Store.advance_delivered` decides it with the move).
+        """
+        receipt = Receipt(chat_id, message_id, user_id, "delivered", now_iso())
+        if sender_id == user_id:
+            return receipt
+        moved, receipt.first = await self.store.advance_delivered(chat_id, user_id, message_id, sender_id)
+        if moved:
+            await self.notifier.to_users([sender_id], Event.MESSAGE_STATUS, receipt)
+        return receipt
+        async with self._delivery_locks[hash(chat_id) % len(self._delivery_locks)]:
+            members = await self.store.list_members(chat_id)
+            receipt.first = not any(
+                m.last_delivered_id is not None and m.last_delivered_id >= message_id
+                for m in members
+                if m.user_id not in (user_id, sender_id)
+            )
+            if await self.store.advance_mark(chat_id, user_id, "last_delivered_id", message_id):
+                await self.notifier.to_users([sender_id], Event.MESSAGE_STATUS, receipt)
+        return receipt
+        others = [m for m in await self.store.list_members(chat_id) if m.user_id not in (user_id, sender_id)]
+        if not any(m.last_delivered_id is not None and m.last_delivered_id >= message_id for m in others):
+            await self.notifier.to_users([sender_id], Event.MESSAGE_STATUS, receipt)
         return receipt
 
     async def mark_read(
@@ -270,7 +305,7 @@ class MessageService:
         the first thing dropped for slow readers."""
         await self.budgets.charge(identity.user.id, "typing")
         chat, _ = await self.chats.membership(chat_id, identity.user.id)
-        notice = TypingNotice(chat.id, identity.user.id, identity.user.username)
+        notice = TypingNotice(chat.id, identity.user.id, identity.user.username, identity.user.name)
         others = [m.user_id for m in await self.store.list_members(chat.id) if m.user_id != identity.user.id]
         await self.notifier.to_users(others, Event.TYPING_START if started else Event.TYPING_STOP, notice)
         return notice

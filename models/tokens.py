@@ -4,7 +4,9 @@ Both kinds carry `sid`, the login (session) they belong to; revoking a login in
 the store revokes all its tokens at once, and that revocation lives in the store,
 so it survives restarts and is seen by every process sharing it. Refresh tokens
 carry a `jti` that the store rotates on every use: presenting an old one is
-reuse, and revokes the whole login.
+reuse, and revokes the whole login. A login made through the `/api` door keeps
+its refresh token (its clients never store a new one): its tokens say so
+(`fix`), signed, so a client cannot turn rotation off for itself.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 import jwt
 
 from models.clock import new_id
-from models.errors import Unauthenticated
+from models.errors import TokenExpired, Unauthenticated
 
 TokenKind = Literal["access", "refresh"]
 ALGORITHM = "HS256"
@@ -32,6 +34,7 @@ class Claims:
     kind: TokenKind
     jti: str
     expires: int
+    rotates: bool = True  # refresh tokens: whether using one replaces it (see `AuthService.refresh`)
 
 
 class TokenSigner:
@@ -40,10 +43,21 @@ class TokenSigner:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def issue(self, kind: TokenKind, user_id: str, session_id: str, jti: str | None = None) -> str:
+    def issue(
+        self, kind: TokenKind, user_id: str, session_id: str, jti: str | None = None, rotates: bool = True
+    ) -> str:
         now = int(time.time())
         ttl = self.access_ttl if kind == "access" else self.refresh_ttl
-        payload = {"sub": user_id, "sid": session_id, "typ": kind, "jti": jti or new_id(), "iat": now, "exp": now + ttl}
+        payload: dict[str, object] = {
+            "sub": user_id,
+            "sid": session_id,
+            "typ": kind,
+            "jti": jti or new_id(),
+            "iat": now,
+            "exp": now + ttl,
+        }
+        if not rotates:
+            payload["fix"] = True
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str, kind: TokenKind) -> Claims:
@@ -53,12 +67,13 @@ class TokenSigner:
                 token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub", "sid", "typ"]}
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("Token has expired") from None
+            raise TokenExpired() from None
         except jwt.PyJWTError:
             raise Unauthenticated("Invalid token") from None
         if payload.get("typ") != kind or not all(isinstance(payload.get(key), str) for key in ("sub", "sid", "jti")):
             raise Unauthenticated("Invalid token")
-        return Claims(payload["sub"], payload["sid"], kind, payload["jti"], int(payload["exp"]))
+        rotates = payload.get("fix") is not True
+        return Claims(payload["sub"], payload["sid"], kind, payload["jti"], int(payload["exp"]), rotates)
 
 
 def load_or_create_secret(configured: str, data_dir: Path) -> tuple[str, bool]:

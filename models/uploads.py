@@ -18,7 +18,7 @@ from pathlib import Path
 from models.auth import Identity
 from models.clock import new_id, now_iso
 from models.documents import Upload
-from models.errors import NotFound, PayloadTooLarge, UploadRejected
+from models.errors import NotFound, PayloadTooLarge, UploadRejected, ValidationFailed
 from models.ratelimit import EventBudgets
 from models.store.base import Store
 
@@ -96,7 +96,13 @@ class UploadService:
         return Upload(upload_id, identity.user.id, name, size, mime, purpose, now_iso())
 
     async def record(self, upload: Upload) -> None:
-        """Store the upload's document once the whole request has been read."""
+        """Store the upload's document once the whole request has been read.
+
+        An avatar or a group picture is shown as an image wherever it is used, so
+        those purposes take images only (the caller removes the refused file).
+        """
+        if upload.purpose in ("avatar", "group") and not upload.mime_type.startswith("image/"):
+            raise ValidationFailed(details={"file": [f"A {upload.purpose} must be an image."]})
         await self.store.insert_upload(upload)
 
     async def get(self, upload_id: str) -> tuple[Upload, Path]:

@@ -52,8 +52,9 @@ class UserService:
             raise UserNotFound()
         return user
 
-    async def search(self, viewer: Identity, query: str | None, page: int, limit: int) -> Page:
-        result = await self.store.search_users(query, page, limit)
+    async def search(self, viewer: Identity, query: str | None, page: int, limit: int, emails: bool = True) -> Page:
+        """`emails=False`: by name and username only (a door whose users never see emails must not probe them)."""
+        result = await self.store.search_users(query, page, limit, emails)
         result.items = await self.views(result.items, viewer.user.id)
         return result
 

@@ -32,6 +32,10 @@ class ParticipantView:
         return self.user.username
 
     @property
+    def name(self) -> str:
+        return self.user.name
+
+    @property
     def avatar(self) -> str | None:
         return self.user.avatar
 
@@ -63,6 +67,7 @@ class ChatView:
     unread_count: int | None = None
     settings: dict[str, bool] | None = None
     role: str | None = None
+    other: ParticipantView | None = None  # a private chat's other member, as this viewer sees them
 
 
 def delivery_status(message: Message, members: list[Member]) -> str:
@@ -108,6 +113,7 @@ class MessageDeletion:
     message_id: str
     chat_id: str
     deleted_at: str
+    repeated: bool = False  # it was already deleted: this call changed nothing and announced nothing
 
 
 @dataclass(slots=True)
@@ -119,6 +125,7 @@ class Receipt:
     user_id: str
     status: str
     at: str
+    first: bool = False  # `delivered`: no other member had the message before this one (`MessageService.reached`)
 
 
 @dataclass(slots=True)
@@ -136,6 +143,7 @@ class TypingNotice:
     chat_id: str
     user_id: str
     username: str
+    name: str  # the display name
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ class IdList(fields.List[str]):
 class ParticipantOut(Schema):
     id = fields.String()
     username = fields.String()
+    name = fields.String()  # the display name (the username when none was chosen)
     avatar = fields.String(allow_none=True)
     role = fields.String()
     joinedAt = fields.String(attribute="joined_at")

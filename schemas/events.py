@@ -51,6 +51,7 @@ class MessageStatus(Schema):
     userId = fields.String(required=True, attribute="user_id")
     status = fields.String(required=True)
     at = fields.String(required=True)
+    first = fields.Boolean()  # `delivered`: the first member the message reached
 
 
 class ReadMark(Schema):
@@ -64,6 +65,7 @@ class Typing(Schema):
     chatId = fields.String(required=True, attribute="chat_id")
     userId = fields.String(required=True, attribute="user_id")
     username = fields.String(required=True)
+    name = fields.String(required=True)  # the display name
 
 
 class SyncOut(Schema):

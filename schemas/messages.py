@@ -148,6 +148,7 @@ class Sync(InputSchema):
 class SenderOut(Schema):
     id = fields.String()
     username = fields.String()
+    name = fields.String()  # the display name (the username when none was chosen)
     avatar = fields.String(allow_none=True)
 
 

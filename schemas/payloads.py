@@ -36,7 +36,7 @@ _PAGE_FIELDS = (
 )
 _PAGE_DIRECT = tuple(_message_out.dump_fields) == _PAGE_FIELDS and tuple(
     _message_out.dump_fields["sender"].schema.dump_fields  # type: ignore[attr-defined]
-) == ("id", "username", "avatar")
+) == ("id", "username", "name", "avatar")
 
 
 def dump(view: MessageView) -> dict[str, Any]:
@@ -51,7 +51,9 @@ def _page_entry(view: MessageView) -> dict[str, Any]:
         "id": message.id,
         "chatId": message.chat_id,
         "senderId": message.sender_id,
-        "sender": None if sender is None else {"id": sender.id, "username": sender.username, "avatar": sender.avatar},
+        "sender": None
+        if sender is None
+        else {"id": sender.id, "username": sender.username, "name": sender.name, "avatar": sender.avatar},
         "content": message.content,
         "type": message.type,
         "metadata": None if message.metadata is None else dict(message.metadata),

@@ -33,6 +33,7 @@ class UserOut(Schema):
     id = fields.String()
     email = fields.String()
     username = fields.String()
+    name = fields.String()  # the display name (the username when none was chosen)
     phone = fields.String(allow_none=True)
     avatar = fields.String(allow_none=True)
     status = fields.String()
@@ -45,6 +46,7 @@ class UserOut(Schema):
 
 class ProfileUpdate(InputSchema):
     username = fields.String(validate=USERNAME)
+    name = fields.String(attribute="display_name", allow_none=True, validate=validate.Length(min=1, max=64))
     status = text(0, 100)
     avatar = avatar()
     phone = fields.String(allow_none=True, validate=PHONE)

@@ -72,7 +72,7 @@ def test_the_contract_catches_a_payload_that_breaks_the_document():
     assert ack_problems("send_message", {"success": True, "data": {"id": 5}})
     contract = EventContract()
     contract.check("typing_start", {"chatId": "c", "userId": "u"})
-    assert contract.mismatches and "username" in contract.mismatches[0]
+    assert any("username" in mismatch for mismatch in contract.mismatches)
 
 
 async def test_the_harness_checks_every_emit(server, api, make_user, sockets):

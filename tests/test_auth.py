@@ -15,6 +15,7 @@ USER_FIELDS = {
     "id",
     "email",
     "username",
+    "name",
     "phone",
     "avatar",
     "status",

@@ -37,7 +37,7 @@ async def test_send_answers_201_with_the_full_message(api, pair):
     assert set(message) == MESSAGE_KEYS
     assert re.fullmatch(r"[0-9a-f]{24}", message["id"])
     assert message["chatId"] == chat_id and message["senderId"] == a.id
-    assert message["sender"] == {"id": a.id, "username": a.username, "avatar": None}
+    assert message["sender"] == {"id": a.id, "username": a.username, "name": a.username, "avatar": None}
     assert (message["content"], message["type"], message["metadata"]) == ("Hello", "text", {"k": [1, "v"]})
     assert (message["replyTo"], message["clientId"], message["editedAt"]) == (None, "c-1", None)
     assert message["status"] == "sent" and message["deleted"] is False

@@ -160,7 +160,7 @@ async def test_messages_typing_and_receipts_cross_processes(sides: tuple[Side, S
     for typist, watcher, user in ((alice_a, bob_b, alice), (bob_b, alice_a, bob)):
         for event in ("typing_start", "typing_stop"):
             assert (await typist.call(event, {"chatId": chat}))["success"] is True
-            expected = {"chatId": chat, "userId": user.id, "username": user.username}
+            expected = {"chatId": chat, "userId": user.id, "username": user.username, "name": user.username}
             assert (await watcher.seen.wait_for(event))[-1] == expected
 
     read = await bob_b.call("mark_read", {"chatId": chat, "messageId": sent_on_a[-1]["id"]})

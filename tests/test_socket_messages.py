@@ -43,7 +43,7 @@ def assert_message(message: dict[str, Any], *, chat_id: str, sender: Account, co
     assert re.fullmatch(r"[0-9a-f]{24}", message["id"]), message
     assert message["chatId"] == chat_id
     assert message["senderId"] == sender.id
-    assert message["sender"] == {"id": sender.id, "username": sender.username, "avatar": None}
+    assert message["sender"] == {"id": sender.id, "username": sender.username, "name": sender.username, "avatar": None}
     assert message["content"] == content
     assert message["type"] == "text"
     assert message["status"] == "sent"
@@ -192,7 +192,7 @@ async def test_typing_reaches_the_other_members_only(
 
     answer = await typist.call(event, {"chatId": chat})
 
-    expected = {"chatId": chat, "userId": alice.id, "username": alice.username}
+    expected = {"chatId": chat, "userId": alice.id, "username": alice.username, "name": alice.username}
     assert answer == {"success": True, "data": expected}
     assert await bob_root.seen.wait_for(event) == [expected]
     assert await bob_messages.seen.wait_for(event) == [expected]
@@ -218,7 +218,7 @@ async def test_mark_read_sends_read_status_to_the_other_members(
     assert answer["success"] is True, answer
     assert answer["data"]["messageId"] == first["id"] and answer["data"]["unreadCount"] == 1
     (status,) = await alice_socket.seen.wait_for("message_status")
-    assert set(status) == {"chatId", "messageId", "userId", "status", "at"}, status
+    assert set(status) == {"chatId", "messageId", "userId", "status", "at", "first"}, status
     assert status["chatId"] == chat and status["messageId"] == first["id"] and status["userId"] == bob.id
     assert status["status"] == "read" and ISO.match(status["at"])
     # without a messageId everything is read: the status names the latest message
@@ -246,7 +246,7 @@ async def test_message_delivered_sends_delivered_status_to_the_senders_sockets(
     assert answer["success"] is True, answer
     for sender_socket in (alice_root, alice_messages):
         (status,) = await sender_socket.seen.wait_for("message_status")
-        assert set(status) == {"chatId", "messageId", "userId", "status", "at"}, status
+        assert set(status) == {"chatId", "messageId", "userId", "status", "at", "first"}, status
         assert status["chatId"] == chat and status["messageId"] == message["id"] and status["userId"] == bob.id
         assert status["status"] == "delivered" and ISO.match(status["at"])
     await marker(bob_socket, alice_root, chat, 2)

@@ -8,6 +8,7 @@ when `WHATSCHAT_TEST_MONGODB_URL` is set (see `tests/store_backends.py`).
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,9 @@ import pytest
 from models.clock import iso, new_id
 from models.documents import Call, CallParticipant, Chat, Member, Message, Session, Upload, User
 from models.store.base import ConstraintViolation, DuplicateKey, Store, StoreUnavailable
+from models.store.sqlite_schema import MIGRATIONS
 from tests import store_backends
-from tests.store_backends import MONGO_BACKENDS, Backend
+from tests.store_backends import MONGO_BACKENDS, SQLITE, Backend
 
 backend, store = store_backends.backend, store_backends.store  # the fixtures, once per backend
 _BASE = datetime(2030, 1, 1, tzinfo=UTC)
@@ -45,7 +47,7 @@ def a_chat(creator: str, kind: str = "group", pair: tuple[str, str] | None = Non
         id=new_id(),
         type=kind,  # type: ignore[arg-type]
         created_by=creator,
-        created_at=at(0),
+        created_at=extra.pop("created_at", at(0)),
         updated_at=at(0),
         last_activity=extra.pop("last_activity", at(0)),
         name=None if pair else extra.pop("name", "crew"),
@@ -192,6 +194,43 @@ async def test_search_users_is_a_case_insensitive_substring_by_username_with_pag
     assert (await store.search_users("a.i", 1, 10)).total == 0
     assert (await store.search_users("[a]", 1, 10)).total == 0
     assert (await store.search_users("ali", 9, 10)).items == []
+
+
+async def test_a_display_name_is_stored_read_back_by_every_user_query_and_changeable(store):
+    alice = a_user("alice", display_name="Alice A.")
+    await store.insert_user(alice)
+    (bob,) = await users(store, "bob")
+    assert bob.display_name is None and await store.get_user(bob.id) == bob  # None: clients show the username
+    assert await store.get_user(alice.id) == alice
+    assert await store.get_users([alice.id, bob.id]) == {alice.id: alice, bob.id: bob}
+    assert await store.get_user_by_email(alice.email) == alice
+    assert (await store.search_users(None, 1, 10)).items == [alice, bob]
+    named = await store.update_user(bob.id, {"display_name": "Bobby", "updated_at": at(3)})
+    assert named is not None and named.display_name == "Bobby" and await store.get_user(bob.id) == named
+    cleared = await store.update_user(bob.id, {"display_name": None, "updated_at": bob.updated_at})
+    assert cleared == bob
+
+
+async def test_search_users_matches_display_names_too_still_in_username_order(store):
+    for name, shown in (("zed", "Quokka Fan"), ("amy", "the QUOKKA"), ("quinn", None), ("bob", "Bob (100%)")):
+        await store.insert_user(a_user(name, display_name=shown))
+    page = await store.search_users("quokka", 1, 10)
+    assert [u.username for u in page.items] == ["amy", "zed"] and page.total == 2  # by username, not by the match
+    assert [u.username for u in (await store.search_users("QU", 1, 10)).items] == ["amy", "quinn", "zed"]
+    page = await store.search_users("qu", 2, 2)
+    assert [u.username for u in page.items] == ["zed"] and page.total == 3
+    assert [u.username for u in (await store.search_users("(100%)", 1, 10)).items] == ["bob"]  # literal text
+    assert (await store.search_users("f.n", 1, 10)).total == 0
+    assert (await store.search_users(None, 1, 10)).total == 4
+
+
+async def test_search_users_without_emails_matches_names_and_usernames_only(store):
+    await store.insert_user(a_user("carol", email="secretmailbox@example.com", display_name="Carol C."))
+    await store.insert_user(a_user("secretfan", display_name=None))
+    assert [u.username for u in (await store.search_users("secret", 1, 10)).items] == ["carol", "secretfan"]
+    page = await store.search_users("secret", 1, 10, emails=False)
+    assert [u.username for u in page.items] == ["secretfan"] and page.total == 1
+    assert [u.username for u in (await store.search_users("carol c", 1, 10, emails=False)).items] == ["carol"]
 
 
 # sessions
@@ -391,6 +430,23 @@ async def test_advance_mark_only_moves_forward(store):
         await store.advance_mark(chat.id, bob.id, "role", third.id)
 
 
+async def test_advance_delivered_says_whether_the_mark_moved_and_whether_this_member_was_the_first(store):
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    chat = await group(store, alice, bob, carol)
+    first, second = [m async for m in _messages(store, chat, alice, 2)]
+    assert await store.advance_delivered(chat.id, bob.id, first.id, alice.id) == (True, True)
+    assert await store.advance_delivered(chat.id, carol.id, first.id, alice.id) == (True, False)  # bob had it
+    assert await store.advance_delivered(chat.id, carol.id, first.id, alice.id) == (False, False)  # no move
+    assert await store.advance_delivered(chat.id, carol.id, second.id, alice.id) == (True, True)
+    assert await store.advance_delivered(chat.id, bob.id, second.id, alice.id) == (True, False)
+    assert await store.advance_mark(chat.id, bob.id, "last_delivered_id", second.id) is False  # the same mark
+    # the sender's own mark never makes another member's delivery second
+    third = await send(store, chat, alice, "third", when=10)
+    assert await store.advance_mark(chat.id, alice.id, "last_delivered_id", third.id) is True
+    assert await store.advance_delivered(chat.id, bob.id, third.id, alice.id) == (True, True)
+    assert await store.advance_delivered(chat.id, new_id(), third.id, alice.id) == (False, False)  # not a member
+
+
 async def _messages(store: Store, chat: Chat, sender: User, n: int, start: float = 1) -> Any:
     for i in range(n):
         yield await send(store, chat, sender, f"message {i}", when=start + i)
@@ -435,6 +491,91 @@ async def test_user_chats_break_activity_ties_by_the_newest_message_then_id(stor
     await send(store, older, alice, when=5)  # same instant: the chat whose last message is newer comes first
     pairs, _ = await store.user_chats(alice.id, None, None, 1, 10)
     assert [c.id for c, _ in pairs] == [older.id, newer.id]
+
+
+async def test_a_groups_owner_is_stored_read_back_by_every_chat_query_and_changeable(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat = await group(store, alice, bob, owner_id=alice.id)
+    private = a_chat(alice.id, "private", (alice.id, bob.id))
+    await store.insert_chat(private, [a_member(private.id, alice.id), a_member(private.id, bob.id)])
+    assert private.owner_id is None and await store.get_private_chat(private.pair_key) == private  # type: ignore[arg-type]
+    assert chat.owner_id == alice.id and await store.get_chat(chat.id) == chat
+    pairs, _ = await store.user_chats(bob.id, None, "group", 1, 10)
+    assert [c for c, _ in pairs] == [chat]
+    handed = await store.update_chat(chat.id, {"owner_id": bob.id, "updated_at": at(3)})
+    assert handed is not None and (handed.owner_id, handed.created_by) == (bob.id, alice.id)
+    assert await store.get_chat(chat.id) == handed
+    pairs, _ = await store.user_chats(alice.id, None, "group", 1, 10, order_by="created_at")
+    assert [c for c, _ in pairs] == [handed]
+
+
+@pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
+async def test_documents_stored_before_display_names_and_owners_read_them_as_none(store):
+    """MongoDB documents simply gain the fields: an older one without them reads as None (the domain falls back)."""
+    (alice,) = await users(store, "alice")
+    chat = await group(store, alice, owner_id=alice.id)
+    await store.update_user(alice.id, {"display_name": "Alice"})
+    await store.users.update_one({"_id": alice.id}, {"$unset": {"display_name": ""}})
+    await store.chats.update_one({"_id": chat.id}, {"$unset": {"owner_id": ""}})
+    assert "display_name" not in await store.users.find_one({"_id": alice.id})
+    assert "owner_id" not in await store.chats.find_one({"_id": chat.id})
+    assert await store.get_user(alice.id) == alice and alice.display_name is None
+    assert await store.get_chat(chat.id) == dataclasses.replace(chat, owner_id=None)
+    pairs, _ = await store.user_chats(alice.id, None, None, 1, 10)
+    assert [c.owner_id for c, _ in pairs] == [None]
+
+
+@pytest.mark.parametrize("backend", [SQLITE], indirect=True)
+async def test_migration_6_gives_no_display_names_and_makes_each_groups_creator_its_owner(backend: Backend):
+    """A database of version 5: its users show their usernames, its groups are owned by their creators."""
+    old = sqlite3.connect(backend.path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:5], start=1):
+        old.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    alice = a_user("alice")
+    old.execute(
+        "INSERT INTO users (id, email, username, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (alice.id, alice.email, alice.username, alice.password_hash, alice.created_at, alice.updated_at),
+    )
+    crew, private = a_chat("creator"), a_chat("creator", "private", ("creator", "other"))
+    for chat in (crew, private):
+        old.execute(
+            "INSERT INTO chats (id, type, name, pair_key, created_by, last_activity, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chat.id, chat.type, chat.name, chat.pair_key, chat.created_by, at(0), at(0), at(0)),
+        )
+    old.close()
+    store = await backend.open()
+    assert await store.schema_version() == len(MIGRATIONS) >= 6  # type: ignore[attr-defined]
+    assert await store.get_user(alice.id) == alice and alice.display_name is None
+    assert await store.get_chat(crew.id) == dataclasses.replace(crew, owner_id="creator")
+    assert await store.get_chat(private.id) == private and private.owner_id is None
+
+
+async def test_user_chats_by_creation_or_earliest_first_with_ties_broken_consistently(store):
+    alice, bob = await users(store, "alice", "bob")
+    first = await group(store, alice, created_at=at(1), last_activity=at(7))
+    tied = [await group(store, alice, created_at=at(2), last_activity=at(5)) for _ in range(2)]
+    last = await group(store, alice, bob, created_at=at(3), last_activity=at(6))
+    await group(store, bob, created_at=at(0))  # not alice's
+    low, high = sorted(tied, key=lambda c: c.id)
+
+    async def order(**kwargs: Any) -> list[str]:
+        pairs, total = await store.user_chats(alice.id, None, None, 1, 10, **kwargs)
+        assert total == 4
+        return [c.id for c, _ in pairs]
+
+    by_activity = [first.id, last.id, high.id, low.id]  # the tie: the newer last message, here the chat id
+    assert await order() == by_activity == await order(order_by="last_activity", descending=True)
+    assert await order(descending=False) == by_activity[::-1]
+    by_creation = [last.id, high.id, low.id, first.id]
+    assert await order(order_by="created_at") == by_creation
+    assert await order(order_by="created_at", descending=False) == by_creation[::-1]
+    pages = [await store.user_chats(alice.id, None, "group", n, 2, "created_at", False) for n in (1, 2, 3)]
+    assert [c.id for pairs, _ in pages for c, _ in pairs] == by_creation[::-1]  # pages neither overlap nor skip
+    assert [total for _, total in pages] == [4, 4, 4]
+    for wrong in ("name", "created_at DESC", "last_activity; DROP TABLE chats", ""):
+        with pytest.raises(ValueError, match="order_by"):
+            await store.user_chats(alice.id, None, None, 1, 10, order_by=wrong)
 
 
 async def test_user_chat_ids_and_shared_chat_user_ids(store):
@@ -675,6 +816,57 @@ async def test_search_pages_cursors_and_short_or_odd_terms(store):
     assert await page("Ünïcode Ω") == [ids[5]]  # any character, matched as it is
     assert await page("\there") == [ids[6]]
     assert await page("quokkass") == [] and await store.count_messages(chat.id, "quokkass") == 0
+
+
+async def test_list_messages_live_only_leaves_tombstones_out_and_oldest_first_pages_from_the_start(store):
+    (alice,) = await users(store, "alice")
+    chat, other = await group(store, alice), await group(store, alice)
+    ids = [m.id async for m in _messages(store, chat, alice, 6)]
+    await send(store, other, alice, "message elsewhere", when=20)
+    for gone in (ids[1], ids[4]):
+        assert await store.tombstone_message(gone, at(30))
+    live = [ids[0], ids[2], ids[3], ids[5]]
+
+    async def page(**kwargs: Any) -> list[str]:
+        return [m.id for m in await store.list_messages(chat.id, **kwargs)]
+
+    assert await page(limit=10) == ids[::-1]  # by default tombstones are listed, as before
+    assert await page(limit=10, live_only=True) == live[::-1]
+    assert await page(limit=2, offset=1, live_only=True) == [ids[3], ids[2]]
+    assert await page(limit=3, before=ids[5], live_only=True) == [ids[3], ids[2], ids[0]]
+    assert await page(limit=2, after=ids[0], live_only=True) == [ids[3], ids[2]]
+    assert await page(limit=4, oldest_first=True) == ids[:4]
+    assert await page(limit=4, offset=4, oldest_first=True) == ids[4:]
+    assert await page(limit=3, live_only=True, oldest_first=True) == live[:3]
+    assert await page(limit=3, offset=3, live_only=True, oldest_first=True) == live[3:]
+    assert await page(limit=10, search="MESSAGE", oldest_first=True) == live  # on the search index
+    assert await page(limit=2, offset=1, search="ge", oldest_first=True) == live[1:3]  # too short for it
+    assert await page(limit=10, search="message", live_only=True) == live[::-1]
+    assert await store.list_messages(new_id(), limit=10, oldest_first=True) == []
+    for cursor in ({"before": ids[3]}, {"after": ids[1]}, {"before": ids[4], "after": ids[1]}):
+        with pytest.raises(ValueError, match="oldest_first"):
+            await store.list_messages(chat.id, limit=10, oldest_first=True, **cursor)
+
+
+async def test_count_messages_live_only_counts_the_messages_that_are_not_deleted(store):
+    alice, bob = await users(store, "alice", "bob")
+    chat, other = await group(store, alice, bob), await group(store, alice, bob)
+    sent = [m async for m in _messages(store, chat, alice, 5)]
+    await send(store, other, bob, "message elsewhere", when=9)
+    await store.tombstone_message(sent[0].id, at(10))
+    await store.update_message(sent[3].id, {"content": "", "deleted": 1, "updated_at": at(11)})
+    assert await store.count_messages(chat.id) == 5  # the chat's stored count, tombstones included, as before
+    assert await store.count_messages(chat.id, live_only=True) == 3
+    assert await store.count_messages(chat.id, "", live_only=True) == 3
+    assert (
+        await store.count_messages(chat.id, "message", live_only=True)
+        == 3
+        == await store.count_messages(chat.id, "message")
+    )  # a search never counted tombstones
+    assert await store.count_messages(chat.id, "4", live_only=True) == 1
+    assert await store.count_messages(other.id, live_only=True) == 1
+    assert await store.count_messages(new_id(), live_only=True) == 0
+    assert len(await store.list_messages(chat.id, limit=10, live_only=True)) == 3  # the total of that listing
 
 
 async def test_count_unread_counts_others_newer_messages_without_tombstones(store):

@@ -70,13 +70,25 @@ async def test_upload_answers_201_and_serves_the_exact_bytes(api, server, make_u
 async def test_purpose_may_come_after_the_file_and_defaults_to_message(api, make_user):
     user = await make_user()
     data = aiohttp.FormData()
-    data.add_field("file", io.BytesIO(b"hello"), filename="note.txt", content_type="text/plain")
+    data.add_field("file", io.BytesIO(PNG), filename="team.png", content_type="image/png")
     data.add_field("purpose", "group")
     status, body = await upload(api, user.token, data)
     assert status == 201, body
     assert body["data"]["purpose"] == "group"
     status, body = await upload(api, user.token, form(b"hello", "note.txt", "text/plain"))
     assert status == 201 and body["data"]["purpose"] == "message"
+
+
+async def test_an_avatar_or_group_picture_must_be_an_image_and_nothing_stays_on_disk(server, api, make_user):
+    user = await make_user()
+    for purpose in ("avatar", "group"):
+        data = aiohttp.FormData()
+        data.add_field("purpose", purpose)
+        data.add_field("file", io.BytesIO(b"hello"), filename="note.txt", content_type="text/plain")
+        status, body = await upload(api, user.token, data)
+        assert status == 422, body
+        assert body["error"]["details"] == {"file": [f"A {purpose} must be an image."]}
+    assert files_under(uploads_root(server)) == []
 
 
 @pytest.mark.parametrize(

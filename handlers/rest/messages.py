@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from handlers.rest.apidoc import doc
 from handlers.rest.auth import API
 from handlers.rest.common import caller, envelope, read_body, read_query, services
+from models.documents import Upload
 from models.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from schemas import messages as s
 from schemas.common import load
@@ -71,7 +72,14 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 
 @doc(summary="Upload a file (multipart, streamed, 10 MB)", tag="uploads", data=UploadOut, shape="multipart", status=201)
 async def upload(request: web.Request) -> web.Response:
-    """`multipart/form-data` with `file` (and `purpose`, before or after it), streamed to disk."""
+    return envelope(_upload_out.dump(await receive_upload(request)), "File uploaded", status=201)
+
+
+async def receive_upload(request: web.Request) -> Upload:
+    """`multipart/form-data` with `file` (and `purpose`, before or after it), streamed to disk and recorded.
+
+    Both doors' upload endpoints read their request here.
+    """
     identity = await caller(request)
     uploads = services(request).uploads
     if not request.content_type.startswith("multipart/"):
@@ -103,7 +111,7 @@ async def upload(request: web.Request) -> web.Response:
         if isinstance(exc, ValueError | HttpProcessingError):  # what aiohttp raises for a broken multipart body
             raise BadRequest("Malformed multipart body") from None
         raise
-    return envelope(_upload_out.dump(saved), "File uploaded", status=201)
+    return saved
 
 
 def content_disposition(disposition: str, filename: str) -> str:
@@ -118,7 +126,10 @@ SANDBOX = "default-src 'none'; sandbox"
 
 @doc(summary="An uploaded file", tag="uploads", shape="file", auth=False)
 async def download(request: web.Request) -> web.StreamResponse:
-    """The bytes with their stored type, made safe by disposition, nosniff and a sandbox, not by hiding the type."""
+    """The bytes with their stored type, made safe by disposition, nosniff and a sandbox, not by hiding the type.
+
+    Both doors serve their upload URLs here.
+    """
     uploads = services(request).uploads
     uploaded, path = await uploads.get(request.match_info["id"])
     inline = uploads.inline(uploaded.mime_type)

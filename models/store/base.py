@@ -52,6 +52,21 @@ class StoreUnavailable(StoreError):
     """
 
 
+CHAT_ORDERS = frozenset({"last_activity", "created_at"})
+
+
+def check_history_order(oldest_first: bool, before: str | None, after: str | None) -> None:
+    """`oldest_first` pages by offset from the first message; a cursor pages from an id instead."""
+    if oldest_first and (before is not None or after is not None):
+        raise ValueError("oldest_first pages by offset: not with before or after")
+
+
+def check_chat_order(order_by: str) -> None:
+    """The same refusal on every backend, before any query: an unknown order is the caller's bug, not a page."""
+    if order_by not in CHAT_ORDERS:
+        raise ValueError(f"order_by: expected one of {sorted(CHAT_ORDERS)}, got {order_by!r}")
+
+
 class Store(ABC):
     """Documents of WhatsChat: users, logins, reset tokens, blocks, chats, messages, uploads."""
 
@@ -90,8 +105,9 @@ class Store(ABC):
     async def delete_user(self, user_id: str) -> bool: ...
 
     @abstractmethod
-    async def search_users(self, query: str | None, page: int, limit: int) -> Page:
-        """Users whose username or email contains `query`, case-insensitive, by username."""
+    async def search_users(self, query: str | None, page: int, limit: int, emails: bool = True) -> Page:
+        """Users whose username, display name or (with `emails`) email contains `query`, case-insensitive,
+        by username."""
 
     @abstractmethod
     async def count_users(self) -> int: ...
@@ -180,10 +196,33 @@ class Store(ABC):
         """Move `last_read_id` or `last_delivered_id` forward to `message_id`; never back."""
 
     @abstractmethod
+    async def advance_delivered(self, chat_id: str, user_id: str, message_id: str, sender_id: str) -> tuple[bool, bool]:
+        """Move the member's `last_delivered_id` forward to `message_id`: (whether it moved, whether first).
+
+        `first`: no member but this one and the sender had the message delivered.
+        Decided with the move in one statement where the backend can (SQLite), so two
+        members' reports never both see the other; otherwise the others are counted
+        before the move, so a race makes two reports `first`, never none.
+        """
+
+    @abstractmethod
     async def user_chats(
-        self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
+        self,
+        user_id: str,
+        archived: bool | None,
+        chat_type: str | None,
+        page: int,
+        limit: int,
+        order_by: str = "last_activity",
+        descending: bool = True,
     ) -> tuple[list[tuple[Chat, Member]], int]:
-        """The user's chats, latest activity first, with the user's membership, and the total."""
+        """The user's chats with the user's membership, and the total.
+
+        `order_by`: `"last_activity"` (ties: the newer last message, or the chat's own
+        id before one, then the chat id) or `"created_at"` (ties: the chat id);
+        latest first, or earliest first when not `descending`, which reverses the
+        whole order, ties included, so pages never overlap. Anything else: `ValueError`.
+        """
 
     @abstractmethod
     async def members_and_unread(
@@ -272,16 +311,26 @@ class Store(ABC):
         before: str | None = None,
         after: str | None = None,
         search: str | None = None,
+        live_only: bool = False,
+        oldest_first: bool = False,
     ) -> list[Message]:
         """A page of history, newest first.
 
         `before`: the newest `limit` messages older than that id. `after`: the
         `limit` messages right after that id (the oldest of them), still newest
         first. `search`: content contains it, case-insensitive, tombstones excluded.
+        `live_only`: tombstones (deleted messages) left out. `oldest_first`: ordered
+        by id ascending, so offset page 1 is the chat's oldest messages; it pages by
+        offset only, so with `before` or `after` it is a `ValueError`.
         """
 
     @abstractmethod
-    async def count_messages(self, chat_id: str, search: str | None = None) -> int: ...
+    async def count_messages(self, chat_id: str, search: str | None = None, live_only: bool = False) -> int:
+        """How many messages the chat has: its stored `message_count`, tombstones included, read without counting.
+
+        `live_only`: the messages that are not deleted, counted. `search`: the matches,
+        never tombstones, whatever `live_only` says.
+        """
 
     @abstractmethod
     async def count_unread(self, chat_id: str, user_id: str, after_id: str | None) -> int:

@@ -73,11 +73,12 @@ class MongoStore(ChatCollections, CallCollections):
     async def delete_user(self, user_id: str) -> bool:
         return (await self.users.delete_one({"_id": text(user_id)})).deleted_count > 0
 
-    async def search_users(self, query: str | None, page: int, limit: int) -> Page:
+    async def search_users(self, query: str | None, page: int, limit: int, emails: bool = True) -> Page:
         where: dict[str, Any] = {}
         if query is not None and text(query):
             pattern = contains(query)
-            where = {"$or": [{"username": pattern}, {"email": pattern}]}
+            fields = ["username", "display_name", *(["email"] if emails else [])]
+            where = {"$or": [{field: pattern} for field in fields]}
         total = await self.users.count_documents(where)
         cursor = self.users.find(where).sort([("username_lower", ASCENDING), ("_id", ASCENDING)])
         docs = await page_of(cursor, max(count(page) - 1, 0) * count(limit), count(limit))

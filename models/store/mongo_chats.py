@@ -23,7 +23,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from models.documents import Chat, Member, Message, Upload
-from models.store.base import ConstraintViolation
+from models.store.base import ConstraintViolation, check_chat_order, check_history_order
 from models.store.fields import CHAT_FIELDS, MEMBER_FIELDS, MESSAGE_FIELDS
 from models.store.mongo_base import (
     MongoBase,
@@ -41,7 +41,8 @@ _CHAT_FLAGS = frozenset({"only_admins_add"})
 _MEMBER_FLAGS = frozenset({"muted", "archived"})
 _MESSAGE_FLAGS = frozenset({"deleted"})
 _MARKS = ("last_read_id", "last_delivered_id")
-_CHAT_ORDER = [("last_activity", DESCENDING), ("last_key", DESCENDING), ("_id", DESCENDING)]
+# each order's keys, latest first; the chat id last, so that reversing them reverses the whole order
+_CHAT_ORDERS = {"last_activity": ("last_activity", "last_key", "_id"), "created_at": ("created_at", "_id")}
 _DUPLICATE = 11000
 
 
@@ -193,10 +194,34 @@ class ChatCollections(MongoBase):
         )
         return result.modified_count > 0
 
+    async def advance_delivered(self, chat_id: str, user_id: str, message_id: str, sender_id: str) -> tuple[bool, bool]:
+        """Two operations here: the others are counted first (see `Store.advance_delivered`)."""
+        message_id = text(message_id)
+        earlier = await self.members.find_one(
+            {
+                "chat_id": text(chat_id),
+                "user_id": {"$nin": [text(user_id), text(sender_id)]},
+                "last_delivered_id": {"$gte": message_id},
+            },
+            {"_id": 1},
+        )
+        moved = await self.advance_mark(chat_id, user_id, "last_delivered_id", message_id)
+        return moved, moved and earlier is None
+
     async def user_chats(
-        self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
+        self,
+        user_id: str,
+        archived: bool | None,
+        chat_type: str | None,
+        page: int,
+        limit: int,
+        order_by: str = "last_activity",
+        descending: bool = True,
     ) -> tuple[list[tuple[Chat, Member]], int]:
-        """The user's memberships (one index range), then their chats in activity order on the chats' index."""
+        """The user's memberships (one index range), then their chats in the order asked for."""
+        check_chat_order(order_by)
+        direction = DESCENDING if descending else ASCENDING
+        order = [(key, direction) for key in _CHAT_ORDERS[order_by]]
         where: dict[str, Any] = {"user_id": text(user_id)}
         if archived is not None:
             where["archived"] = bool(archived)
@@ -207,7 +232,7 @@ class ChatCollections(MongoBase):
         if chat_type is not None:
             chats["type"] = text(chat_type)
         total = await self.chats.count_documents(chats)
-        cursor = self.chats.find(chats).sort(_CHAT_ORDER)
+        cursor = self.chats.find(chats).sort(order)
         docs = await page_of(cursor, max(count(page) - 1, 0) * count(limit), count(limit))
         return [(_chat(doc), from_doc(Member, memberships[doc["_id"]])) for doc in docs], total
 
@@ -318,8 +343,11 @@ class ChatCollections(MongoBase):
         before: str | None = None,
         after: str | None = None,
         search: str | None = None,
+        live_only: bool = False,
+        oldest_first: bool = False,
     ) -> list[Message]:
         """One range of the `(chat_id, _id)` index from the cursor id: nothing before the page is read."""
+        check_history_order(oldest_first, before, after)
         where: dict[str, Any] = {"chat_id": text(chat_id)}
         ids: dict[str, str] = {}
         if before is not None:
@@ -331,13 +359,19 @@ class ChatCollections(MongoBase):
         if search is not None and text(search):
             where["deleted"] = False
             where["content"] = contains(search)
-        oldest_first = after is not None and before is None
-        cursor = self.messages.find(where).sort("_id", ASCENDING if oldest_first else DESCENDING)
+        elif live_only:
+            where["deleted"] = False
+        # right after a cursor: the oldest `limit` are read, then turned newest first
+        turned = after is not None and before is None
+        cursor = self.messages.find(where).sort("_id", ASCENDING if turned or oldest_first else DESCENDING)
         messages = [_message(doc) for doc in await page_of(cursor, count(offset), count(limit))]
-        return messages[::-1] if oldest_first else messages
+        return messages[::-1] if turned else messages
 
-    async def count_messages(self, chat_id: str, search: str | None = None) -> int:
+    async def count_messages(self, chat_id: str, search: str | None = None, live_only: bool = False) -> int:
+        """The chat's own count (tombstones included); live, its messages counted; with a search, the matches."""
         if search is None or not text(search):
+            if live_only:  # one range of `chat_history`: the chat's messages are read
+                return await self.messages.count_documents({"chat_id": text(chat_id), "deleted": False})
             doc = await self.chats.find_one({"_id": text(chat_id)}, {"message_count": 1})
             return int(doc["message_count"]) if doc is not None else 0
         return await self.messages.count_documents(

@@ -13,7 +13,7 @@ from models.store.sqlite_chats import ChatTables
 
 _USER_COLUMNS = (
     "id, email, username, password_hash, phone, avatar, status, presence_setting, last_seen, role,"
-    " created_at, updated_at"
+    " created_at, updated_at, display_name"
 )
 
 
@@ -60,12 +60,13 @@ class SqliteStore(ChatTables, CallTables):
     async def delete_user(self, user_id: str) -> bool:
         return await self._write("DELETE FROM users WHERE id = ?", (user_id,)) > 0
 
-    async def search_users(self, query: str | None, page: int, limit: int) -> Page:
+    async def search_users(self, query: str | None, page: int, limit: int, emails: bool = True) -> Page:
         where, params = "", []
         if query:
             pattern = like_pattern(query)
-            where = "WHERE username LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\'"
-            params = [pattern, pattern]
+            columns = ["username", "display_name", *(["email"] if emails else [])]
+            where = "WHERE " + " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in columns)
+            params = [pattern] * len(columns)
         total_row = await self._one(f"SELECT COUNT(*) FROM users {where}", params)
         rows = await self._all(
             f"SELECT {_USER_COLUMNS} FROM users {where} ORDER BY username COLLATE NOCASE LIMIT ? OFFSET ?",

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from models.documents import Chat, Member, Message, Upload
+from models.store.base import check_chat_order, check_history_order
 from models.store.fields import CHAT_FIELDS, MEMBER_FIELDS, MESSAGE_FIELDS, check_changes
 from models.store.group_commit import GroupCommit
 from models.store.sqlite_base import like_pattern, placeholders
@@ -19,6 +20,11 @@ _CHAT_FIELDS = tuple(Chat.__slots__)
 _MEMBER_FIELDS = tuple(Member.__slots__)
 _CHAT_SELECT = ", ".join(f"c.{name}" for name in _CHAT_FIELDS)
 _MEMBER_SELECT = ", ".join(f"m.{name}" for name in _MEMBER_FIELDS)
+# each order's keys, latest first; the chat id last, so that reversing them reverses the whole order
+_CHAT_ORDERS = {
+    "last_activity": ("c.last_activity", "COALESCE(c.last_message_id, c.id)", "c.id"),
+    "created_at": ("c.created_at", "c.id"),
+}
 
 
 def _chat(row: sqlite3.Row | dict[str, Any]) -> Chat:
@@ -192,9 +198,29 @@ class ChatTables(SearchIndex):
         )
         return changed > 0
 
+    async def advance_delivered(self, chat_id: str, user_id: str, message_id: str, sender_id: str) -> tuple[bool, bool]:
+        rows = await self._write_returning(
+            "UPDATE members SET last_delivered_id = ? WHERE chat_id = ? AND user_id = ?"
+            " AND (last_delivered_id IS NULL OR last_delivered_id < ?)"
+            " RETURNING (SELECT COUNT(*) FROM members o WHERE o.chat_id = ? AND o.user_id NOT IN (?, ?)"
+            " AND o.last_delivered_id >= ?)",
+            (message_id, chat_id, user_id, message_id, chat_id, user_id, sender_id, message_id),
+        )
+        return (True, rows[0][0] == 0) if rows else (False, False)
+
     async def user_chats(
-        self, user_id: str, archived: bool | None, chat_type: str | None, page: int, limit: int
+        self,
+        user_id: str,
+        archived: bool | None,
+        chat_type: str | None,
+        page: int,
+        limit: int,
+        order_by: str = "last_activity",
+        descending: bool = True,
     ) -> tuple[list[tuple[Chat, Member]], int]:
+        check_chat_order(order_by)
+        direction = "DESC" if descending else "ASC"
+        order = ", ".join(f"{key} {direction}" for key in _CHAT_ORDERS[order_by])
         where = ["m.user_id = ?"]
         params: list[str | int] = [user_id]
         if archived is not None:
@@ -209,7 +235,7 @@ class ChatTables(SearchIndex):
         )
         rows = await self._all(
             f"SELECT {_CHAT_SELECT}, {_MEMBER_SELECT} FROM members m JOIN chats c ON c.id = m.chat_id WHERE {clause}"
-            " ORDER BY c.last_activity DESC, COALESCE(c.last_message_id, c.id) DESC, c.id DESC LIMIT ? OFFSET ?",
+            f" ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, limit, (page - 1) * limit],
         )
         width = len(_CHAT_FIELDS)
@@ -341,10 +367,15 @@ class ChatTables(SearchIndex):
         before: str | None = None,
         after: str | None = None,
         search: str | None = None,
+        live_only: bool = False,
+        oldest_first: bool = False,
     ) -> list[Message]:
         """One range of `messages_chat`; with a search, the page of matching ids from the search index first."""
+        check_history_order(oldest_first, before, after)
         phrase = search_phrase(search) if search else None
-        order = "ASC" if after is not None and before is None else "DESC"
+        # right after a cursor: the oldest `limit` are read, then turned newest first
+        turned = after is not None and before is None
+        order = "ASC" if turned or oldest_first else "DESC"
         if phrase is not None:
             await self.catch_up_search()
             where, params = _search_where(phrase, chat_id, before, after)
@@ -363,18 +394,22 @@ class ChatTables(SearchIndex):
             if search:  # too short for the trigram index: every message of the chat is read
                 conditions.append("deleted = 0 AND content LIKE ? ESCAPE '\\'")
                 params.append(like_pattern(search))
+            elif live_only:  # a search excludes tombstones already
+                conditions.append("deleted = 0")
             sql = (
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"
                 f" ORDER BY id {order} LIMIT ? OFFSET ?"
             )
         rows = await self.reader.execute_fetchall(sql, [*params, limit, offset])
         messages = [_message(row) for row in rows]
-        return messages[::-1] if order == "ASC" else messages
+        return messages[::-1] if turned else messages
 
-    async def count_messages(self, chat_id: str, search: str | None = None) -> int:
-        """The chat's own count (tombstones included); with a search, the matches (tombstones excluded)."""
+    async def count_messages(self, chat_id: str, search: str | None = None, live_only: bool = False) -> int:
+        """The chat's own count (tombstones included); live, its messages counted; with a search, the matches."""
         phrase = search_phrase(search) if search else None
-        if not search:
+        if not search and live_only:  # one range of `messages_chat`: the chat's messages are read
+            sql, params = "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND deleted = 0", [chat_id]
+        elif not search:
             sql, params = "SELECT message_count FROM chats WHERE id = ?", [chat_id]
         elif phrase is not None:
             await self.catch_up_search()

@@ -192,4 +192,14 @@ MIGRATIONS: list[str] = [
         WHERE id = NEW.chat_id;
     END;
     """,
+    # 6: a user's display name beside the unique username (NULL: show the username), and
+    # a group's owner, a field of its own beside `created_by` (which keeps saying who made
+    # it). Every group so far is owned by its creator, so the owner is filled in from
+    # `created_by` here, once, rather than left to a fallback on every read; private chats
+    # have no owner and keep NULL.
+    """
+    ALTER TABLE users ADD COLUMN display_name TEXT;
+    ALTER TABLE chats ADD COLUMN owner_id TEXT;
+    UPDATE chats SET owner_id = created_by WHERE type = 'group';
+    """,
 ]
