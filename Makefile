@@ -40,7 +40,8 @@ screenshot: tools $(TEST_STAMP) $(WEB_BUNDLE)
 check: lint $(TEST_STAMP)
 	$(PY) -m pytest $(CHECK_ARGS) $(PYTEST_ARGS)
 
-# bounded fuzzing of a live server: schemathesis over the OpenAPI document, then the Socket.IO fuzzer
+# bounded fuzzing of a live server: schemathesis over the OpenAPI documents (`/api/v1`, then `/api`), then the
+# Socket.IO fuzzer and the `/ws` fuzzer (a few minutes)
 fuzz: $(TEST_STAMP)
 	$(PY) -m tests.fuzz.run $(FUZZ_ARGS)
 

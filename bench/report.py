@@ -28,6 +28,16 @@ NOTES = """\
   wait for the ack, send again) for the measured window after a warm-up.
   Messages per second are acknowledged sends; latencies are end to end (send to
   the other member's `new_message`).
+- `ws-dm`: `dm` through the Go Chat Web door's plain WebSocket at `/ws`
+  (`python -m server loadtest --door ws`): the same 200 users in pairs, the same
+  closed loop and window, `send_message` frames with a `request_id` answered by
+  an `ack`. WhatsChat only (the bare server has no `/ws`); the ratio column is
+  its share of WhatsChat's own `dm` over Socket.IO. On this door every message
+  also goes back to the sender's connection, and the first copy written to a
+  recipient's connection is recorded as delivered and reported to the sender
+  (`message_status`): four frames and a delivery record per message where
+  Socket.IO's `dm` costs two frames (its load client never reports
+  `message_delivered`). The echo is checked, not counted as a delivery.
 - `group`: 500 users in groups of 50, sends at a fixed aggregate rate spread over
   all sockets; each message is delivered to 49 sockets. The rate is raised by
   half from the start rate until the end-to-end p99 reaches 100 ms or any error
@@ -56,11 +66,29 @@ def _get(results: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _ws_dm_rows(results: dict[str, Any], mode: str, label: str) -> list[str]:
+    """`ws-dm` beside `dm`: WhatsChat only, its ratio column the share of WhatsChat's own Socket.IO `dm`."""
+    ours, socket_io = _get(results, f"ws-dm/whatschat/{mode}"), _get(results, f"dm/whatschat/{mode}")
+    if not ours:
+        return []
+    ratio = _ratio(ours["ackedPerSecond"], (socket_io or {}).get("ackedPerSecond"))
+    e2e = ours["endToEndMs"]
+    rows = [
+        f"| ws-dm, {label} | messages/s | {ours['ackedPerSecond']:,.0f} | | {ratio + ' of dm' if ratio else ''} |",
+        f"| ws-dm, {label} | end-to-end p50 / p99 ms | {e2e['p50']:.1f} / {e2e['p99']:.1f} | | |",
+        f"| ws-dm, {label} | load generator's CPU (of one core) | {100 * ours.get('loadGeneratorCpu', 0):.0f}% | | |",
+    ]
+    if ours["errors"]:
+        rows.append(f"| ws-dm, {label} | errors | {ours['errors']} | | |")
+    return rows
+
+
 def _throughput_rows(results: dict[str, Any]) -> list[str]:
     rows = []
     for mode, label in (("plain", "no deflate"), ("deflate", "deflate offered")):
         ours, theirs = _get(results, f"dm/whatschat/{mode}"), _get(results, f"dm/baseline/{mode}")
         if not ours or not theirs:
+            rows += _ws_dm_rows(results, mode, label)
             continue
         rows.append(
             f"| dm, {label} | messages/s | {ours['ackedPerSecond']:,.0f} | {theirs['ackedPerSecond']:,.0f}"
@@ -78,6 +106,7 @@ def _throughput_rows(results: dict[str, Any]) -> list[str]:
         errors = {**ours["errors"], **{f"baseline {k}": v for k, v in theirs["errors"].items()}}
         if errors:
             rows.append(f"| dm, {label} | errors | {ours['errors'] or 'none'} | {theirs['errors'] or 'none'} | |")
+        rows += _ws_dm_rows(results, mode, label)
     ours_g, theirs_g = _get(results, "group/whatschat"), _get(results, "group/baseline")
     if ours_g and theirs_g:
         a, b = ours_g.get("best"), theirs_g.get("best")

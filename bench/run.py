@@ -1,12 +1,13 @@
 """`make bench`: WhatsChat and a bare python-socketio server under the same load.
 
-Five scenarios, each against a fresh server pinned to CPU 0 with the load test
-pinned to CPU 1: `dm` (pairs, closed loop), `group` (groups of 50 at fixed
+Six scenarios, each against a fresh server pinned to CPU 0 with the load test
+pinned to CPU 1: `dm` (pairs, closed loop), `ws-dm` (`dm` through the Go Chat
+Web door's plain WebSocket at `/ws`; WhatsChat only), `group` (groups of 50 at fixed
 rates, swept for the highest rate whose end-to-end p99 stays under 100 ms),
 `idle` (authenticated idle sockets: server memory per connection), `multi`
 (`dm` and `group` through one and two WhatsChat processes on one Redis, the
 second process on CPU 1 beside the load test) and `history` (pages of a chat
-holding a million messages; WhatsChat only). `dm` and `idle`
+holding a million messages; WhatsChat only). `dm`, `ws-dm` and `idle`
 run with and without permessage-deflate offered. The table goes to stdout and,
 with the machine and a profile of `dm`, to `docs/performance.md`.
 """
@@ -37,6 +38,7 @@ from bench.seed import seed_history
 from bench.servers import CLIENT_CPU, loadtest, pinned, redis_server, server
 
 TARGETS = ("whatschat", "baseline")
+SCENARIOS = ("dm", "ws-dm", "group", "idle", "multi", "history")
 P99_LIMIT_MS = 100.0
 
 
@@ -85,6 +87,21 @@ def dm(target: str, sizes: Sizes, deflate: bool) -> dict[str, Any]:
         return loadtest(
             running.url,
             *("--users", str(sizes.dm_users), "--group-size", "2"),
+            *("--duration", str(sizes.dm_seconds), "--warmup", str(sizes.warmup)),
+            *(["--deflate"] if deflate else []),
+        )
+
+
+def ws_dm(sizes: Sizes, deflate: bool) -> dict[str, Any]:
+    """`dm` through `/ws`: the same users, pairs, loop and window, JSON frames instead of Socket.IO packets.
+
+    WhatsChat only (the bare python-socketio server has no `/ws`); its table rows sit
+    beside `dm`'s, so the two doors of one server compare directly.
+    """
+    with server("whatschat", env=dict(sizes.server_env)) as running:
+        return loadtest(
+            running.url,
+            *("--door", "ws", "--users", str(sizes.dm_users), "--group-size", "2"),
             *("--duration", str(sizes.dm_seconds), "--warmup", str(sizes.warmup)),
             *(["--deflate"] if deflate else []),
         )
@@ -248,18 +265,28 @@ def machine() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the bench works, measures nothing")
-    parser.add_argument("--scenarios", default="dm,group,idle,multi,history", help="comma-separated (default: all)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated, of %(default)s (default: all; `--scenarios dm,ws-dm` compares the two doors)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="the page to write")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else Sizes()
     wanted = set(args.scenarios.split(","))
+    if unknown := wanted - set(SCENARIOS):
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose from {', '.join(SCENARIOS)}")
     results: dict[str, Any] = {"machine": machine(), "sizes": sizes.__dict__}
     for target in TARGETS:
         if "dm" in wanted:
             for deflate in (False, True):
                 print(f"dm, {target}, deflate {'offered' if deflate else 'not offered'}", flush=True)
                 results[f"dm/{target}/{'deflate' if deflate else 'plain'}"] = dm(target, sizes, deflate)
+        if "ws-dm" in wanted and target == "whatschat":
+            for deflate in (False, True):
+                print(f"ws-dm, {target}, deflate {'offered' if deflate else 'not offered'}", flush=True)
+                results[f"ws-dm/{target}/{'deflate' if deflate else 'plain'}"] = ws_dm(sizes, deflate)
         if "group" in wanted:
             print(f"group sweep, {target}", flush=True)
             results[f"group/{target}"] = group_sweep(target, sizes)

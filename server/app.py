@@ -18,8 +18,12 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
+from handlers.gochat import chats as gochat_chats
+from handlers.gochat import groups as gochat_groups
+from handlers.gochat import users as gochat_users
+from handlers.gochat import ws as gochat_ws
 from handlers.rest import auth as rest_auth
 from handlers.rest import calls as rest_calls
 from handlers.rest import chats as rest_chats
@@ -34,7 +38,7 @@ from handlers.sio.server import SocketServer
 from handlers.sio.setup import close_sockets, create_server, register_namespaces
 from models.store import create_store
 from server.config import Config, ConfigError
-from server.keys import CONFIG, PROCESS_ID, REDIS, SERVICES, SIO, STARTED_AT, STORE
+from server.keys import CONFIG, HUB, PROCESS_ID, REDIS, SERVICES, SIO, STARTED_AT, STORE
 from server.redis import redis_client
 from server.services import services_context
 
@@ -105,6 +109,8 @@ async def sockets_context(app: web.Application) -> AsyncIterator[None]:
 async def tell_sockets_to_reconnect(app: web.Application) -> None:
     """At the start of a stop, before aiohttp waits for running requests (each WebSocket is one)."""
     await close_sockets(app[SIO])
+    if HUB in app:
+        app[HUB].close_all(int(WSCloseCode.GOING_AWAY), "server stopping")
 
 
 def create_app(config: Config) -> web.Application:
@@ -123,6 +129,10 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(rest_calls.routes)
     app.router.add_routes(rest_docs.routes)
     app.router.add_routes(rest_web.routes)
+    app.router.add_routes(gochat_users.routes)  # the Go Chat Web door: `/api` and `/ws`
+    app.router.add_routes(gochat_chats.routes)
+    app.router.add_routes(gochat_groups.routes)
+    app.router.add_routes(gochat_ws.routes)
     app.on_startup.append(rest_docs.build_documents)
     app.on_shutdown.append(tell_sockets_to_reconnect)
     app.cleanup_ctx.append(store_context)

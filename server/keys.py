@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from handlers.gochat.hub import WsHub
     from handlers.sio.server import SocketServer
     from models.services import Services
     from models.store.base import Store
@@ -24,3 +25,5 @@ STARTED_AT: web.AppKey[float] = web.AppKey("started_at")
 REDIS: web.AppKey[Redis] = web.AppKey("redis")
 # "<hostname>:<pid>:<random>", unique per server process; health reports it
 PROCESS_ID: web.AppKey[str] = web.AppKey("process_id")
+# the plain WebSocket door's connections in this process (`handlers.gochat.hub`), built with the services
+HUB: web.AppKey[WsHub] = web.AppKey("ws_hub")

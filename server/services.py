@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
+from handlers.gochat.hub import WsHub
 from handlers.sio.notifier import SocketNotifier
 from models.auth import AuthService, LoginPolicy
 from models.calls import CallService
@@ -33,7 +34,7 @@ from models.tokens import TokenSigner, load_or_create_secret
 from models.uploads import UploadService
 from models.users import UserService
 from server.config import Config
-from server.keys import CONFIG, PROCESS_ID, REDIS, SERVICES, SIO, STORE
+from server.keys import CONFIG, HUB, PROCESS_ID, REDIS, SERVICES, SIO, STORE
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,21 @@ async def services_context(app: web.Application) -> AsyncIterator[None]:
     live = RedisLiveCalls(redis, prefix) if redis is not None else MemoryLiveCalls()
     calls = CallService(store, chats, presence, notifier, config.calls.ring_timeout, live=live)
     await calls.start_background()
+    messages = MessageService(store, chats, notifier, budgets)
     app[SERVICES] = Services(
         auth=auth,
         presence=presence,
         users=UserService(store, auth, presence),
         chats=chats,
-        messages=MessageService(store, chats, notifier, budgets),
+        messages=messages,
         calls=calls,
         uploads=UploadService(store, config.in_data_dir(config.uploads.dir), config.uploads.max_size, budgets),
     )
+    hub = WsHub(messages.reached)  # the plain WebSocket door's connections get every notifier call too
+    notifier.doors.append(hub)
+    app[HUB] = hub
     yield
+    await hub.stop()
     await calls.close()
     await presence.close()
     hasher.close()

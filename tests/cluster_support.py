@@ -14,12 +14,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.redis_support import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "multiprocess-test-secret-0123456789abcdef0123"
@@ -127,3 +129,32 @@ class Node:
 
     def tail(self) -> str:
         return tail(self.log)
+
+
+@dataclass
+class Cluster:
+    redis: RedisServer
+    a: Node
+    b: Node
+
+    def logs(self) -> str:
+        return f"A:\n{self.a.tail()}\nB:\n{self.b.tail()}\nredis:\n{self.redis.tail()}"
+
+
+def two_processes(folder: Path) -> Iterator[Cluster]:
+    """Two server processes, A and B, sharing one database and one redis-server; stopped when the generator closes."""
+    redis = RedisServer(log=folder / "redis.log")
+    nodes: list[Node] = []
+    try:
+        redis.start()  # before its URL is handed out: a taken port can still be swapped for another
+        nodes = [
+            Node(name, server_env(folder / "data", redis.url, free_port()), folder / f"server-{name}.log")
+            for name in ("A", "B")
+        ]
+        for node in nodes:  # one after the other: the first creates the database
+            node.start()
+        yield Cluster(redis, *nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+        redis.stop()

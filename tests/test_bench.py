@@ -1,4 +1,4 @@
-"""`make bench` itself, at toy sizes: it runs every scenario and writes its page.
+"""`make bench` itself, at toy sizes: it runs every scenario (`ws-dm` too) and writes its page.
 
 The figures of a smoke run mean nothing (a few users for a second); what is
 checked is that every scenario ran clean against both servers, pinned as
@@ -46,6 +46,13 @@ def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> No
         sweep = results[f"group/{target}"]
         assert sweep["best"] is not None and sweep["steps"], sweep
         assert all(step["delivered"] == step["expectedDeliveries"] for step in sweep["steps"])
+    for mode in ("plain", "deflate"):  # `dm` through the plain WebSocket door: WhatsChat only
+        ws_dm = results[f"ws-dm/whatschat/{mode}"]
+        assert ws_dm["door"] == "ws" and ws_dm["connected"] == 4 and ws_dm["errors"] == {}, ws_dm
+        assert ws_dm["acked"] == ws_dm["sent"] > 0 and ws_dm["delivered"] == ws_dm["expectedDeliveries"]
+        assert ws_dm["delivered"] == ws_dm["acked"] and ws_dm["echoed"] == ws_dm["ackedIncludingWarmup"]
+        assert ws_dm["deflate"] is (mode == "deflate")
+    assert not any(key.startswith("ws-dm/baseline") for key in results)
     for processes in (1, 2):  # through Redis, the second process on its own core, each pair split over both
         dm = results["multi"][f"dm/{processes}"]
         assert dm["connected"] == 4 and dm["errors"] == {}, dm
@@ -59,6 +66,8 @@ def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> No
     assert text.startswith("# Performance")
     for row in (
         "| dm, no deflate | messages/s |",
+        "| ws-dm, no deflate | messages/s |",
+        "| ws-dm, deflate offered | end-to-end p50 / p99 ms |",
         "| group | deliveries/s",
         "| idle, deflate offered |",
         "history, 2,000",
@@ -66,3 +75,15 @@ def test_the_bench_runs_every_scenario_and_writes_its_page(tmp_path: Path) -> No
     ):
         assert row in text, row
     assert "## Where the time goes" in text and "samples." in text  # the py-spy summary
+
+
+def test_an_unknown_scenario_is_refused_before_anything_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--scenarios", "dm,ws_dm", "--out", "/dev/null"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "unknown scenario(s) ws_dm" in done.stderr

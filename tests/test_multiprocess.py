@@ -34,7 +34,7 @@ from server.config import Config
 from server.keys import SIO
 from tests.call_support import CALL_EVENTS
 from tests.chat_support import MESSAGE_EVENTS
-from tests.cluster_support import ROOT, Node, health, server_env, wait_until
+from tests.cluster_support import ROOT, Cluster, Node, health, server_env, two_processes, wait_until
 from tests.conftest import (
     SERVER_EVENTS,
     Account,
@@ -53,34 +53,9 @@ MESSAGES_EACH_WAY = 25
 EVENTS = (*MESSAGE_EVENTS, *CALL_EVENTS)
 
 
-@dataclass
-class Cluster:
-    redis: RedisServer
-    a: Node
-    b: Node
-
-    def logs(self) -> str:
-        return f"A:\n{self.a.tail()}\nB:\n{self.b.tail()}\nredis:\n{self.redis.tail()}"
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    folder = tmp_path_factory.mktemp("multiprocess")
-    redis = RedisServer(log=folder / "redis.log")
-    nodes: list[Node] = []
-    try:
-        redis.start()  # before its URL is handed out: a taken port can still be swapped for another
-        nodes = [
-            Node(name, server_env(folder / "data", redis.url, free_port()), folder / f"server-{name}.log")
-            for name in ("A", "B")
-        ]
-        for node in nodes:  # one after the other: the first creates the database
-            node.start()
-        yield Cluster(redis, *nodes)
-    finally:
-        for node in nodes:
-            node.stop()
-        redis.stop()
+    yield from two_processes(tmp_path_factory.mktemp("multiprocess"))
 
 
 @dataclass

@@ -29,10 +29,10 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 RUN_SECONDS = 60
 
 
-def quick_start() -> list[tuple[str, str]]:
-    """(language, text) of each `sh` or `js` block of the Quick start section, in order."""
+def quick_start(title: str = "Quick start") -> list[tuple[str, str]]:
+    """(language, text) of each `sh` or `js` block of a section (the Quick start by default), in order."""
     text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(sh|js)\n(.*?)^```$", section, re.S | re.M)]
 
 
@@ -80,6 +80,25 @@ def test_the_quick_start_runs_as_written(tmp_path: Path, server: Node) -> None:
     assert "bob: connected as bob" in done.stdout and "alice: connected as alice" in done.stdout, output
     assert re.search(r"^alice's message [0-9a-f]{24} is stored$", done.stdout, re.M), output
     assert "bob's socket got: alice: Hello, Bob!" in done.stdout, output
+    assert "Traceback" not in output, output
+
+
+def test_the_plain_websocket_section_runs_as_written(tmp_path: Path, server: Node) -> None:
+    """The `/ws` session: its `sh` block, then its `js` block saved as `ws-tour.js` and run (`ws` from tests/node)."""
+    node_with_client()
+    blocks = quick_start("A plain WebSocket")
+    assert [language for language, _ in blocks] == ["sh", "js"], blocks
+    address = server.url.removeprefix("http://")
+    folder = tmp_path / "ws-tour"
+    folder.mkdir()
+    (folder / "ws-tour.js").write_text(blocks[1][1].replace("localhost:3001", address), encoding="utf-8")
+    script = blocks[0][1].replace("localhost:3001", address) + "\nnode ws-tour.js\n"
+    done = bash(script, folder, fresh_env(tmp_path))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert re.search(r"^chat [0-9a-f]{24}$", done.stdout, re.M), output
+    assert re.search(r"^carol's message [0-9a-f]{24} is stored$", done.stdout, re.M), output
+    assert "dave's socket got: carol: Hello, Dave!" in done.stdout, output
     assert "Traceback" not in output, output
 
 

@@ -1,7 +1,9 @@
 """Request ids and the one place REST errors become envelopes.
 
 Every answer, including aiohttp's own 404, 405 and 413 and any unexpected
-exception, leaves as `{success: false, message, error: {code, message, details}}`.
+exception, leaves in its door's envelope: `{success: false, message, error:
+{code, message, details}}` on `/api/v1`, `{code, message, data: {error,
+details}, timestamp}` on the Go Chat Web door (`handlers.gochat.common`).
 Unexpected exceptions are logged with their stack and answered as a generic 500; a store that
 cannot be used right now (`StoreUnavailable`) is a 503 `SYS_001` with `Retry-After`, logged in one line.
 """
@@ -16,6 +18,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from handlers.gochat.common import error_response as door_error_response
+from handlers.gochat.common import is_door_path
 from models.errors import (
     AppError,
     BadRequest,
@@ -36,7 +40,7 @@ _REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
-def error_response(error: AppError) -> web.Response:
+def whatschat_error_response(error: AppError) -> web.Response:
     body = {"success": False, "message": error.message, "error": error.to_dict()}
     response = web.Response(body=orjson.dumps(body), status=error.status, content_type="application/json")
     if isinstance(error, RateLimited):
@@ -77,6 +81,7 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    error_response = door_error_response if is_door_path(request.path) else whatschat_error_response
     try:
         return await handler(request)
     except AppError as exc:

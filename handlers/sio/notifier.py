@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import socketio
@@ -270,16 +270,27 @@ async def _close_quietly(*closing: Awaitable[Any]) -> None:
             log.debug("closing a Redis connection failed", exc_info=True)
 
 
+class Door(Protocol):
+    """Another kind of connection the notifier's calls reach (the plain WebSocket's `WsHub`)."""
+
+    def apply(self, instruction: Instruction) -> None: ...
+
+    def close_all(self) -> int: ...
+
+
 class SocketNotifier(Notifier):
     """Notifier calls as instructions: applied at once in one process, through the channel with several.
 
     Each view is dumped with its event's schema (the registry, `handlers.sio.events`)
     before the call is carried, so an instruction holds only JSON (it crosses
-    Redis as such) and is dumped once however many processes apply it.
+    Redis as such) and is dumped once however many processes apply it. Every
+    process applies each instruction to its Socket.IO sockets and to the
+    connections of the other `doors`, in the same place of the same order.
     """
 
     def __init__(self, sio: SocketServer) -> None:
         self.sio = sio
+        self.doors: list[Door] = []
         # by plain name: an instruction that crossed Redis names its event as a string
         self._routes = {event.value: spec.namespaces for event, spec in EVENTS.items()}
         manager = sio.manager
@@ -323,6 +334,8 @@ class SocketNotifier(Notifier):
 
     async def apply(self, instruction: Instruction) -> None:
         """Carry out one instruction on the sockets of this process only."""
+        for door in self.doors:
+            door.apply(instruction)
         op = instruction.get("op")
         if op == "chat":
             event, room = str(instruction["event"]), chat_room(str(instruction["chat_id"]))
@@ -356,6 +369,8 @@ class SocketNotifier(Notifier):
 
     async def close_all(self) -> None:
         """This process lost the channel and may have missed events: every socket reconnects and catches up."""
+        for door in self.doors:
+            door.close_all()
         sockets = list(self.sio.eio.sockets.values())
         if sockets:
             log.warning("closing %d socket(s): events may have been missed while Redis was away", len(sockets))

@@ -3,6 +3,10 @@
 The report is a human summary on stdout followed by one JSON line (the last
 line), so scripts such as `make bench` read the figures without parsing prose.
 The exit status is 0 only for a clean run: every connection made, no errors.
+
+`--door` picks how the sockets reach the server: `socketio` (the default,
+Socket.IO on `--namespace`) or `ws`, the Go Chat Web door's plain WebSocket
+at `/ws`. Users are registered and their chats opened over `/api/v1` either way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sys
 import aiohttp
 
 from server.loadtest.population import SetupFailed
-from server.loadtest.runner import LoadTest, Options, Result, rss_kib
+from server.loadtest.runner import DOORS, LoadTest, Options, Result, rss_kib
 
 DEFAULT_URL = "http://127.0.0.1:3001"  # the server's own default address (server.port)
 
@@ -42,7 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--idle", action="store_true", help="connect and hold the sockets, sending nothing")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as browsers do")
-    parser.add_argument("--namespace", default="/messages", help="Socket.IO namespace (default %(default)s)")
+    parser.add_argument(
+        "--door",
+        choices=DOORS,
+        default="socketio",
+        help="how the sockets connect: `socketio` (Socket.IO on --namespace, the default) or `ws` (the plain"
+        " WebSocket at /ws of the Go Chat Web door: JSON `send_message` frames with a request_id, answered `ack`;"
+        " `new_message` frames carry `client_id` and also come back to the sender, which is checked but not"
+        " counted as a delivery)",
+    )
+    parser.add_argument(
+        "--namespace", default="/messages", help="Socket.IO namespace (default %(default)s; --door socketio only)"
+    )
     parser.add_argument("--content-size", type=int, default=64, help="characters per message (default %(default)s)")
     parser.add_argument("--ack-timeout", type=float, default=10.0, help="an ack later than this counts as an error")
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for deliveries after sending")
@@ -82,6 +97,7 @@ def options_from(args: argparse.Namespace) -> Options:
         idle=args.idle,
         deflate=args.deflate,
         namespace=args.namespace,
+        door=args.door,
         content_size=args.content_size,
         ack_timeout=args.ack_timeout,
         drain=args.drain,
@@ -96,6 +112,7 @@ def summary(result: Result) -> str:
     d = result.as_dict()
     lines = [
         f"WhatsChat load test against {o.url} (run {result.tag}, {d['mode']}"
+        + (", plain WebSocket /ws" if o.door == "ws" else "")
         + (f" at {o.rate:g}/s" if o.rate else "")
         + (", deflate offered" if o.deflate else "")
         + ")",
@@ -111,7 +128,8 @@ def summary(result: Result) -> str:
         lines += [
             f"  {result.window:g} s measured: sent {result.sent} ({d['sentPerSecond']}/s),"
             f" acked {result.acked} ({d['ackedPerSecond']}/s),"
-            f" delivered {result.delivered} of {result.expected} expected ({d['deliveredPerSecond']}/s)",
+            f" delivered {result.delivered} of {result.expected} expected ({d['deliveredPerSecond']}/s)"
+            + (f"; {result.echoed} echoed to their senders" if o.door == "ws" else ""),
             f"  ack latency: {result.ack.line()}",
             f"  end-to-end latency: {result.end_to_end.line()}",
             f"  this load generator used {100 * result.load_cpu:.0f}% of a core while sending",

@@ -20,12 +20,29 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 EventHandler = Callable[[str, Any, float], None]  # (event, payload, monotonic time received)
+
+
+class LoadSocket(Protocol):
+    """What the runner needs of a connection, whichever door it goes through (`LeanSocket`, `PlainSocket`)."""
+
+    closed_by_server: bool
+
+    async def connect(
+        self, session: aiohttp.ClientSession, base_url: str, token: str, deflate: bool = False
+    ) -> None: ...
+
+    async def send_message(self, chat_id: str, content: str, client_id: str) -> str | None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class SocketClosed(Exception):
@@ -98,6 +115,14 @@ class LeanSocket:
             return await future
         finally:
             self._acks.pop(ack_id, None)
+
+    async def send_message(self, chat_id: str, content: str, client_id: str) -> str | None:
+        """Send a message and wait for its ack: None when it was stored, else the ack's error code."""
+        answer = await self.emit("send_message", {"chatId": chat_id, "content": content, "clientId": client_id})
+        if isinstance(answer, dict) and answer.get("success"):
+            return None
+        code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+        return str(code)
 
     async def _read(self) -> None:
         ws = self._ws

@@ -8,6 +8,11 @@ for the end-to-end latency, and deliveries are checked per message: each acked
 message must reach every other member's socket exactly once. Every loop is
 bounded by time (and sends by `max_messages`), so a run ends even when the
 server stops answering.
+
+The sockets go through one of the server's doors (`Options.door`): Socket.IO
+(`LeanSocket`) or the plain WebSocket at `/ws` (`PlainSocket`), which names the
+id `client_id` and also hands each message back to its sender's connection; that
+echo is checked too (exactly once per acked message) but is not a delivery.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from typing import Any
 
 import aiohttp
 
-from server.loadtest.client import EventHandler, LeanSocket, SocketClosed
+from server.loadtest.client import EventHandler, LeanSocket, LoadSocket, SocketClosed
 from server.loadtest.population import Population, populate
 from server.loadtest.stats import Summary
+from server.loadtest.wsclient import PlainSocket
+
+DOORS = ("socketio", "ws")  # Socket.IO on `namespace`, or the plain WebSocket at `/ws`
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +46,8 @@ class Options:
     rate: float | None = None  # aggregate sends per second; None: closed loop
     idle: bool = False  # connect and hold the sockets for `duration`, sending nothing
     deflate: bool = False  # offer permessage-deflate, as browsers do
-    namespace: str = "/messages"
+    namespace: str = "/messages"  # Socket.IO only
+    door: str = "socketio"  # one of DOORS
     content_size: int = 64
     ack_timeout: float = 10.0
     drain: float = 5.0  # how long to wait for deliveries after the last send
@@ -53,9 +62,11 @@ class Options:
 class _Sent:
     at: float
     chat: int
+    sender: int
     recorded: bool
     acked: bool = False
     delivered: int = 0
+    echoed: int = 0  # copies handed back to the sender's own connection (`/ws` only)
 
 
 @dataclass
@@ -74,6 +85,8 @@ class Result:
     delivered: int = 0
     delivered_all: int = 0
     expected: int = 0
+    echoed: int = 0  # `/ws`: acked messages handed back to their sender's connection (warm-up included)
+    early_frames: int = 0  # `/ws`: frames that came before `connected` (the contract says it comes first)
     ack: Summary = Summary(0, 0, 0, 0, 0)
     end_to_end: Summary = Summary(0, 0, 0, 0, 0)
     errors: Counter[str] = field(default_factory=Counter)
@@ -87,6 +100,7 @@ class Result:
         o = self.options
         return {
             "mode": "idle" if o.idle else ("rate" if o.rate else "closed-loop"),
+            "door": o.door,
             "url": o.url,
             "tag": self.tag,
             "users": o.users,
@@ -103,6 +117,8 @@ class Result:
             "deliveredIncludingWarmup": self.delivered_all,
             "delivered": self.delivered,
             "expectedDeliveries": self.expected,
+            "echoed": self.echoed,
+            "framesBeforeConnected": self.early_frames,
             "sentPerSecond": self.per_second(self.sent),
             "ackedPerSecond": self.per_second(self.acked),
             "deliveredPerSecond": self.per_second(self.delivered),
@@ -126,7 +142,7 @@ class LoadTest:
     def __init__(self, options: Options) -> None:
         self.o = options
         self.result = Result(options)
-        self.sockets: list[LeanSocket] = []
+        self.sockets: list[LoadSocket] = []
         self.population: Population | None = None
         self._sent: dict[str, _Sent] = {}
         self._seen: list[set[str]] = []
@@ -137,6 +153,9 @@ class LoadTest:
         self._start = self._stop = 0.0
         self._phase = "setting up"
         self._content = "x" * max(1, options.content_size)
+        if options.door not in DOORS:
+            raise ValueError(f"door {options.door!r} is none of {', '.join(DOORS)}")
+        self._echoes = options.door == "ws"  # `/ws` hands every message back to its sender's connection
 
     async def run(self) -> Result:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
@@ -172,8 +191,8 @@ class LoadTest:
         self._seen = [set() for _ in self.population.users]
         self._outstanding = [0] * len(self.population.users)
 
-        async def connect(index: int, token: str) -> LeanSocket:
-            sock = LeanSocket(self._receiver(index), self.o.namespace)
+        async def connect(index: int, token: str) -> LoadSocket:
+            sock = self._socket(index)
             async with gate:
                 began = time.monotonic()
                 try:
@@ -187,7 +206,13 @@ class LoadTest:
 
         self.sockets = list(await asyncio.gather(*(connect(m.index, m.token) for m in self.population.users)))
         self.result.connected = sum(sock.connected for sock in self.sockets)
+        self.result.early_frames = sum(getattr(sock, "early_frames", 0) for sock in self.sockets)
         self.result.connect = Summary.of(times)
+
+    def _socket(self, index: int) -> LoadSocket:
+        if self.o.door == "ws":
+            return PlainSocket(self._receiver(index))
+        return LeanSocket(self._receiver(index), self.o.namespace)
 
     async def _hold(self, rss_before: int | None) -> None:
         self._phase = "holding"
@@ -227,16 +252,28 @@ class LoadTest:
         sent = self._sent
         result = self.result
         latencies = self._e2e
+        echoes = self._echoes
+        id_key = "client_id" if echoes else "clientId"
 
         def on_event(event: str, payload: Any, at: float) -> None:
             if event != "new_message":
+                if event == "error" and echoes:  # `/ws` answers a failure without a request_id this way
+                    name = payload.get("error") if isinstance(payload, dict) else payload
+                    result.errors[f"error frames: {name}"] += 1
                 return
-            client_id = payload.get("clientId") if isinstance(payload, dict) else None
+            client_id = payload.get(id_key) if isinstance(payload, dict) else None
             if not isinstance(client_id, str) or (record := sent.get(client_id)) is None:
                 result.errors["unknown deliveries"] += 1
                 return
             if record.chat != my_chat:
                 result.errors["deliveries to a non-member"] += 1
+                return
+            if echoes and record.sender == index:
+                record.echoed += 1
+                if record.echoed > 1:
+                    result.errors["duplicate echoes"] += 1
+                else:
+                    result.echoed += 1
                 return
             if client_id in seen:
                 result.errors["duplicate deliveries"] += 1
@@ -272,6 +309,9 @@ class LoadTest:
         missing = sum(max(0, self.o.group_size - 1 - r.delivered) for r in acked)
         if missing:
             result.errors["missing deliveries"] += missing
+        unechoed = sum(not r.echoed for r in self._sent.values() if r.acked) if self._echoes else 0
+        if unechoed:
+            result.errors["missing echoes"] += unechoed
 
     async def _send_one(self, index: int) -> None:
         assert self.population is not None
@@ -280,16 +320,16 @@ class LoadTest:
         client_id = f"{self.population.tag}-{index}-{self._issued}"
         began = time.monotonic()
         recorded = self._start <= began < self._stop
-        record = _Sent(began, member.chat, recorded)
+        record = _Sent(began, member.chat, index, recorded)
         self._sent[client_id] = record
         self.result.sent_all += 1
         if recorded:
             self.result.sent += 1
-        body = {"chatId": self.population.chat_ids[member.chat], "content": self._content, "clientId": client_id}
+        chat_id = self.population.chat_ids[member.chat]
         self._outstanding[index] += 1
         try:
             async with asyncio.timeout(self.o.ack_timeout):
-                answer = await self.sockets[index].emit("send_message", body)
+                failure = await self.sockets[index].send_message(chat_id, self._content, client_id)
         except TimeoutError:
             self.result.errors["late acks"] += 1
             return
@@ -298,15 +338,14 @@ class LoadTest:
             return
         finally:
             self._outstanding[index] -= 1
-        if isinstance(answer, dict) and answer.get("success"):
+        if failure is None:
             record.acked = True
             self.result.acked_all += 1
             if recorded:
                 self.result.acked += 1
                 self._ack.append(time.monotonic() - began)
         else:
-            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
-            self.result.errors[f"failed acks: {code}"] += 1
+            self.result.errors[f"failed acks: {failure}"] += 1
 
     async def _closed_loop(self, index: int) -> None:
         sock = self.sockets[index]
@@ -339,9 +378,10 @@ class LoadTest:
         """Wait (bounded) until every acked message reached all its recipients."""
         self._phase = "draining"
         wanted = self.o.group_size - 1
+        echoes = int(self._echoes)
         deadline = time.monotonic() + self.o.drain
         while time.monotonic() < deadline:
-            if all(r.delivered >= wanted for r in self._sent.values() if r.acked):
+            if all(r.delivered >= wanted and r.echoed >= echoes for r in self._sent.values() if r.acked):
                 return
             await asyncio.sleep(0.05)
 
