@@ -14,6 +14,7 @@ TEST_LOCK := requirements-test.lock
 SERVE_STAMP := $(VENV)/.installed-serve-$(shell cat $(SERVE_LOCK) setup.cfg | cksum | cut -d' ' -f1)
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat $(TEST_LOCK) setup.cfg | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/node/node_modules/.installed
+FERRETDB := .cache/ferretdb/ferretdb
 # the web client's Socket.IO library, copied from the npm package (web/package-lock.json) into web/vendor/
 WEB_BUNDLE := web/vendor/socket.io.esm.min.js
 # the lock tool, pinned so that `make lock` gives the same files everywhere
@@ -22,7 +23,7 @@ UV_VERSION := 0.13.10
 # slow ones; tests/browser needs the web client that npm builds. The rest runs on every core (pytest-xdist).
 CHECK_ARGS := -m 'not node and not browser and not redis and not slow' --ignore=tests/browser -n auto
 
-.PHONY: run test check screenshot soak fuzz bench lint format lock clean venv node web tools system-packages
+.PHONY: run test check screenshot soak fuzz bench lint format lock clean venv node web tools system-packages ferretdb
 
 run: $(SERVE_STAMP) $(WEB_BUNDLE)
 	$(PY) -m server serve
@@ -96,9 +97,19 @@ $(SERVE_STAMP): $(SERVE_LOCK) setup.cfg
 $(TEST_STAMP): $(TEST_LOCK) setup.cfg
 	$(call install,test)
 
-# What `make test` needs from the system. Each tool is a prerequisite here; one to build (FerretDB, for
-# the MongoDB contract suite, comes next) gets a target of its own and joins this line.
-tools: system-packages
+# What `make test` needs from the system. Each tool is a prerequisite here; one to build gets a target
+# of its own and joins this line.
+tools: system-packages ferretdb
+
+# FerretDB 1.24, a MongoDB wire-protocol server on SQLite, for the MongoDB backend's tests
+# (tests/ferretdb_support.py): built with Go from tools/ferretdb, whose go.sum pins every module, into the
+# ignored .cache/ (Go's own caches make a rebuild in another clone take seconds)
+ferretdb: $(FERRETDB)
+
+$(FERRETDB): tools/ferretdb/main.go tools/ferretdb/go.mod tools/ferretdb/go.sum
+	@command -v go >/dev/null || { echo "make test needs Go to build FerretDB for the MongoDB tests: https://go.dev/dl/" >&2; exit 1; }
+	mkdir -p $(dir $@)
+	cd tools/ferretdb && GOFLAGS=-mod=readonly go build -trimpath -o $(CURDIR)/$@ .
 
 # redis-server (tests/redis_support.py) and Debian's Chromium, since Playwright must never download a
 # browser (tests/browser/): installed with apt-get when run as root, else a message names the packages.
@@ -132,4 +143,4 @@ $(WEB_BUNDLE): web/package.json web/package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules .pytest_cache .ruff_cache .mypy_cache web/node_modules web/vendor
+	rm -rf $(VENV) tests/node/node_modules .pytest_cache .ruff_cache .mypy_cache web/node_modules web/vendor .cache

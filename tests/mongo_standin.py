@@ -274,6 +274,9 @@ class UnreachableClient:
     async def create_index(self, keys: Any, **options: Any) -> str:
         raise self._refused()
 
+    async def index_information(self) -> dict[str, Any]:
+        raise self._refused()
+
     async def command(self, command: str | dict[str, Any]) -> dict[str, Any]:
         raise self._refused()
 

@@ -7,6 +7,8 @@ should run on some only says `@pytest.mark.parametrize("backend", MONGO_BACKENDS
 - `mongomock-standin`: `MongoStore` on the in-process mongomock stand-in
   (`tests/mongo_standin.py`), always, so every MongoDB code path runs on every commit.
   It is not MongoDB; the id says so.
+- `ferretdb`: `MongoStore` on FerretDB 1.24 (`tests/ferretdb_support.py`), a real
+  MongoDB wire-protocol server, always (CI fails without it); a database per test.
 - `mongodb`: `MongoStore` on the real server at `WHATSCHAT_TEST_MONGODB_URL`, when
   that is set; each test gets a database of its own, dropped afterwards.
 """
@@ -24,6 +26,7 @@ from pymongo import AsyncMongoClient
 from models.store.base import Store
 from models.store.mongo import MongoStore
 from models.store.sqlite import SqliteStore
+from tests.ferretdb_support import shared_url
 from tests.mongo_standin import NAME as STANDIN
 from tests.mongo_standin import StandinServer, UnreachableClient
 
@@ -31,10 +34,11 @@ MONGODB_URL = os.environ.get("WHATSCHAT_TEST_MONGODB_URL", "")
 
 SQLITE = pytest.param("sqlite", id="sqlite")
 MONGO_STANDIN = pytest.param(STANDIN, id=STANDIN)
+FERRETDB = pytest.param("ferretdb", id="ferretdb")
 # the real server only when there is one: no skip line per test on machines that cannot have it
 MONGODB = [pytest.param("mongodb", id="mongodb")] if MONGODB_URL else []
-ALL_BACKENDS = [SQLITE, MONGO_STANDIN, *MONGODB]
-MONGO_BACKENDS = [MONGO_STANDIN, *MONGODB]
+ALL_BACKENDS = [SQLITE, MONGO_STANDIN, FERRETDB, *MONGODB]
+MONGO_BACKENDS = [MONGO_STANDIN, FERRETDB, *MONGODB]
 # for the few checks only a real server can make: collected only when there is one (CI must not skip)
 REAL_MONGODB = MONGODB
 
@@ -48,6 +52,7 @@ class Backend:
         self.standin = StandinServer() if kind == STANDIN else None
         self.database = f"whatschat_test_{uuid.uuid4().hex[:16]}"
         self.path = tmp_path / "store.db"
+        self.url = shared_url() if kind == "ferretdb" else MONGODB_URL
 
     def new(self) -> Store:
         if self.kind == "sqlite":
@@ -55,7 +60,7 @@ class Backend:
         elif self.standin is not None:
             store = MongoStore("mongodb://standin/whatschat", client=self.standin.client)
         else:
-            store = MongoStore(MONGODB_URL, database=self.database)
+            store = MongoStore(self.url, database=self.database)
         self.stores.append(store)
         return store
 
@@ -78,8 +83,8 @@ class Backend:
     async def cleanup(self) -> None:
         for store in self.stores:
             await store.close()
-        if self.kind == "mongodb":
-            client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URL)
+        if self.kind in ("mongodb", "ferretdb"):
+            client: AsyncMongoClient[Any] = AsyncMongoClient(self.url)
             try:
                 await client.drop_database(self.database)
             finally:

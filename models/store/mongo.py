@@ -11,16 +11,20 @@ import contextlib
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from models.documents import Page, Session, User
+from models.store.base import DuplicateKey
 from models.store.fields import USER_FIELDS
 from models.store.mongo_base import (
     checked_changes,
     contains,
     count,
+    duplicate_key,
     from_doc,
+    named,
     page_of,
+    store_error,
     text,
     texts,
     to_doc,
@@ -47,7 +51,11 @@ class MongoStore(ChatCollections, CallCollections):
         doc = to_doc(user)
         doc["username_lower"] = text(user.username).lower()
         text(user.email)
-        await self.users.insert_one(doc)
+        try:
+            await self.users.insert_one(doc)
+        except DuplicateKeyError as exc:
+            keys = {"email": ("email", user.email), "username": ("username_lower", doc["username_lower"])}
+            raise await named(duplicate_key(exc), self.users, user.id, keys) from None
 
     async def get_user(self, user_id: str) -> User | None:
         return _user(await self.users.find_one({"_id": text(user_id)}))
@@ -67,7 +75,17 @@ class MongoStore(ChatCollections, CallCollections):
         if "username" in values:
             values["username_lower"] = text(values["username"]).lower()
         if values:
-            await self.users.update_one({"_id": text(user_id)}, {"$set": values})
+            try:
+                await self.users.update_one({"_id": text(user_id)}, {"$set": values})
+            except (DuplicateKeyError, OperationFailure) as exc:
+                duplicate = duplicate_key(exc) if isinstance(exc, DuplicateKeyError) else store_error(exc)
+                if not isinstance(duplicate, DuplicateKey):
+                    raise
+                keys = {
+                    "email": ("email", values.get("email")),
+                    "username": ("username_lower", values.get("username_lower")),
+                }
+                raise await named(duplicate, self.users, user_id, keys) from None
         return await self.get_user(user_id)
 
     async def delete_user(self, user_id: str) -> bool:
@@ -131,7 +149,6 @@ class MongoStore(ChatCollections, CallCollections):
         doc = await self.reset_tokens.find_one_and_update(
             {"_id": text(token_hash), "used_at": None, "expires_at": {"$gt": text(now)}},
             {"$set": {"used_at": now}},
-            projection={"user_id": 1},
         )
         return doc["user_id"] if doc is not None else None
 

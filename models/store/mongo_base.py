@@ -49,40 +49,41 @@ INDEXES: list[tuple[str, str, list[tuple[str, int]], dict[str, Any]]] = [
     ("sessions", "user_live", [("user_id", ASCENDING), ("revoked_at", ASCENDING)], {}),
     ("blocks", "blocker", [("blocker_id", ASCENDING), ("blocked_id", ASCENDING)], {}),
     ("blocks", "blocked", [("blocked_id", ASCENDING), ("blocker_id", ASCENDING)], {}),
-    (
-        "chats",
-        "pair_key_unique",
-        [("pair_key", ASCENDING)],
-        {"unique": True, "partialFilterExpression": {"pair_key": {"$type": "string"}}},
-    ),
+    # unique where present: groups store no `pair_key` at all. A sparse index, not a partial one: FerretDB
+    # (1.24) has no `partialFilterExpression`, and both servers take this (see `_open` for older databases)
+    ("chats", "pair_key_unique", [("pair_key", ASCENDING)], {"unique": True, "sparse": True}),
     ("chats", "activity", [("last_activity", DESCENDING), ("last_key", DESCENDING), ("_id", DESCENDING)], {}),
     ("members", "chat_joined", [("chat_id", ASCENDING), ("joined_at", ASCENDING), ("user_id", ASCENDING)], {}),
     ("members", "user_chats", [("user_id", ASCENDING), ("archived", ASCENDING), ("chat_id", ASCENDING)], {}),
     ("messages", "chat_history", [("chat_id", ASCENDING), ("_id", ASCENDING)], {}),
     ("messages", "chat_changed", [("chat_id", ASCENDING), ("updated_at", ASCENDING)], {}),
-    (
-        "messages",
-        "client_id_unique",
-        [("sender_id", ASCENDING), ("client_id", ASCENDING)],
-        {"unique": True, "partialFilterExpression": {"client_id": {"$type": "string"}}},
-    ),
+    # a sender's `client_id` is unique: one field `<sender_id>:<client_id>`, present only with a client id,
+    # because a compound sparse index still indexes documents that have only the sender
+    ("messages", "client_key_unique", [("client_key", ASCENDING)], {"unique": True, "sparse": True}),
     ("calls", "member_calls", [("member_ids", ASCENDING), ("_id", DESCENDING)], {}),
     ("calls", "member_calls_by_type", [("member_ids", ASCENDING), ("type", ASCENDING), ("_id", DESCENDING)], {}),
 ]
 
 # the document field a unique key stands for, when it is not the key itself
-_KEY_FIELDS = {"username_lower": "username", "_id": "id"}
+_KEY_FIELDS = {"username_lower": "username", "client_key": "client_id", "_id": "id"}
 _INDEX_FIELDS = {
     "email_unique": "email",
     "username_unique": "username",
     "pair_key_unique": "pair_key",
-    "client_id_unique": "client_id",
+    "client_key_unique": "client_id",
     "_id_": "id",
 }
 _INDEX_IN_MESSAGE = re.compile(r"index: (\S+)")
+# FerretDB (1.24) answers a unique violation by an update with its SQLite error, naming `<collection>_<hash>_<index>`
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: index '[^']*?_[0-9a-f]{8}_([^']+)'")
 _DUPLICATE_CODE = 11000
 Collection = AsyncCollection[dict[str, Any]]
 _Record = TypeVar("_Record")
+
+
+def client_key(sender_id: str, client_id: str) -> str:
+    """What makes a client id unique per sender, as one field (`client_key_unique`)."""
+    return f"{sender_id}:{client_id}"
 
 
 def duplicate_key(exc: DuplicateKeyError) -> DuplicateKey:
@@ -91,13 +92,28 @@ def duplicate_key(exc: DuplicateKeyError) -> DuplicateKey:
 
 
 def _duplicate(details: Mapping[str, Any], message: str) -> DuplicateKey:
-    """A duplicate key error's answer (or a bulk write's write error) as `DuplicateKey(field)`."""
+    """A duplicate key error's answer (or a bulk write's write error) as `DuplicateKey(field)`.
+
+    The field is `""` when the server names neither key nor index (FerretDB): the
+    writes whose documents have unique fields name it with `named`.
+    """
     pattern = details.get("keyPattern") or {}
     if pattern:
         key = list(pattern)[-1]
         return DuplicateKey(_KEY_FIELDS.get(key, key))
     found = _INDEX_IN_MESSAGE.search(message)
-    return DuplicateKey(_INDEX_FIELDS.get(found.group(1), "id") if found else "id")
+    return DuplicateKey(_INDEX_FIELDS.get(found.group(1), "id") if found else "")
+
+
+async def named(duplicate: DuplicateKey, collection: Collection, doc_id: Any, keys: dict[str, Any]) -> DuplicateKey:
+    """`duplicate` with its field, looked up when the server named none (FerretDB): the first of `keys`
+    (document field -> stored key and value) that another document holds, else the id."""
+    if duplicate.field:
+        return duplicate
+    for field, (key, value) in keys.items():
+        if value is not None and await collection.find_one({key: value, "_id": {"$ne": doc_id}}, {"_id": 1}):
+            return DuplicateKey(field)
+    return DuplicateKey("id")
 
 
 # server error codes that say the server cannot serve now (shutting down, stepping down, unreachable, too slow)
@@ -125,6 +141,8 @@ def store_error(exc: PyMongoError) -> StoreError:
     message = f"MongoDB: {_first_line(exc)}"
     if code == _DUPLICATE_CODE:
         return _duplicate(error, str(error.get("errmsg", exc)))
+    if unique := _SQLITE_UNIQUE.search(str(exc)):
+        return DuplicateKey(_INDEX_FIELDS.get(unique.group(1), unique.group(1)))
     if code == _VALIDATION_FAILED:
         return ConstraintViolation(message)
     if isinstance(exc, (ConnectionFailure, WTimeoutError, ExecutionTimeout)) or code in _UNAVAILABLE_CODES:
@@ -282,8 +300,28 @@ class MongoBase(Store):
         else:
             self.db = self.client.get_default_database(DEFAULT_DATABASE, write_concern=majority)
         self._collections = {name: self.db.get_collection(name, write_concern=majority) for name in COLLECTIONS}
+        await self._upgrade()
         for collection, name, keys, options in INDEXES:
             await self._collections[collection].create_index(keys, name=name, **options)
+
+    async def _upgrade(self) -> None:
+        """Bring a database written by an older WhatsChat to today's documents and indexes, before they are built.
+
+        Unique keys were partial indexes, which FerretDB does not have: groups stored
+        `pair_key: null` and messages were unique on (sender, client id). Now a group
+        stores no `pair_key` and a message with a client id carries `client_key`, each
+        under a sparse unique index. Every step finds nothing to do once done.
+        """
+        chats, messages = self._collections["chats"], self._collections["messages"]
+        for collection, old in ((chats, "pair_key_unique"), (messages, "client_id_unique")):
+            indexes = await collection.index_information()
+            if old in indexes and "partialFilterExpression" in indexes[old]:
+                await collection.drop_index(old)
+        await chats.update_many({"pair_key": None}, {"$unset": {"pair_key": ""}})
+        older = messages.find({"client_id": {"$type": "string"}, "client_key": {"$exists": False}})
+        for doc in await older.to_list(None):
+            key = client_key(doc["sender_id"], doc["client_id"])
+            await messages.update_one({"_id": doc["_id"]}, {"$set": {"client_key": key}})
 
     async def open(self) -> None:
         try:

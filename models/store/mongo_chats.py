@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from models.documents import Chat, Member, Message, Upload
 from models.store.base import ConstraintViolation, check_chat_order, check_history_order
@@ -28,9 +28,12 @@ from models.store.fields import CHAT_FIELDS, MEMBER_FIELDS, MESSAGE_FIELDS
 from models.store.mongo_base import (
     MongoBase,
     checked_changes,
+    client_key,
     contains,
     count,
+    duplicate_key,
     from_doc,
+    named,
     page_of,
     text,
     texts,
@@ -56,6 +59,8 @@ def _chat_doc(chat: Chat) -> dict[str, Any]:
     doc["only_admins_add"] = bool(chat.only_admins_add)
     doc["last_message_id"] = chat.last_message_id or ""
     doc["last_key"] = chat.last_message_id or chat.id
+    if doc["pair_key"] is None:  # absent, not null: the sparse unique index holds only private chats
+        del doc["pair_key"]
     return doc
 
 
@@ -88,7 +93,7 @@ def _message_doc(message: Message) -> dict[str, Any]:
     for name in ("_id", "chat_id", "sender_id"):
         text(doc[name])
     if message.client_id is not None:
-        text(message.client_id)
+        doc["client_key"] = client_key(message.sender_id, text(message.client_id))
     doc["metadata"] = _encoded(message.metadata)
     doc["deleted"] = bool(message.deleted)
     return doc
@@ -110,7 +115,13 @@ class ChatCollections(MongoBase):
         the stand-in lacks) a failure between the two is undone by hand: a chat
         nobody is a member of is listed to nobody, and is removed here.
         """
-        await self.chats.insert_one(_chat_doc(chat))
+        doc = _chat_doc(chat)
+        try:
+            await self.chats.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise await named(
+                duplicate_key(exc), self.chats, chat.id, {"pair_key": ("pair_key", chat.pair_key)}
+            ) from None
         try:
             await self._insert_members(members)
         except BaseException:
@@ -283,7 +294,12 @@ class ChatCollections(MongoBase):
         (ids sort by time), and `$inc` counts each inserted message once. A
         duplicate `client_id` fails the insert, so the chat is never touched for it.
         """
-        await self.messages.insert_one(_message_doc(message))
+        doc = _message_doc(message)
+        try:
+            await self.messages.insert_one(doc)
+        except DuplicateKeyError as exc:
+            keys = {"client_id": ("client_key", doc.get("client_key"))}
+            raise await named(duplicate_key(exc), self.messages, message.id, keys) from None
         await self.chats.update_one(
             {"_id": message.chat_id},
             {
@@ -308,7 +324,7 @@ class ChatCollections(MongoBase):
         return {doc["_id"]: _message(doc) for doc in docs}
 
     async def get_message_by_client_id(self, sender_id: str, client_id: str) -> Message | None:
-        doc = await self.messages.find_one({"sender_id": text(sender_id), "client_id": text(client_id)})
+        doc = await self.messages.find_one({"client_key": client_key(text(sender_id), text(client_id))})
         return _message(doc) if doc is not None else None
 
     async def update_message(self, message_id: str, changes: dict[str, Any]) -> Message | None:
@@ -410,7 +426,10 @@ class ChatCollections(MongoBase):
     async def insert_upload(self, upload: Upload) -> None:
         doc = to_doc(upload)
         text(doc["_id"])
-        await self.uploads.insert_one(doc)
+        try:
+            await self.uploads.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise await named(duplicate_key(exc), self.uploads, upload.id, {}) from None
 
     async def get_upload(self, upload_id: str) -> Upload | None:
         doc = await self.uploads.find_one({"_id": text(upload_id)})
