@@ -10,6 +10,10 @@ triggers keep the chat's last message, count and search index as for any insert.
 
 `python -m bench.seed DATA_DIR [--count N]` seeds `DATA_DIR` and prints what a
 load test needs (the login, the chat, a deep cursor, a search term) as JSON.
+With `--url mongodb://HOST:PORT/DB` the same history goes into that MongoDB (or
+FerretDB) database instead, for comparing the backends: the messages as
+`MongoStore.insert_message` would have written them, `insert_many` in batches,
+then the chat's summary moved once, as that method's `$max`/`$inc` would have.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from typing import Any
 
 from models.chats import pair_key
 from models.clock import id_time, new_id, now_iso
-from models.documents import Chat, Member, User
+from models.documents import Chat, Member, Message, User
 from models.passwords import PasswordHasher
 from models.store import create_store
+from models.store.base import Store
+from models.store.mongo import MongoStore
+from models.store.mongo_chats import _message_doc
 from models.store.sqlite import SqliteStore
 from server.config import load_config
 
@@ -39,6 +46,7 @@ OTHER_EMAIL = "history.bob@example.com"
 PASSWORD = "Passw0rd-history"
 SEARCH_TERM = "quokka"
 BATCH = 50_000
+MONGO_BATCH = 5_000  # documents per `insert_many`: well under a 48 MB wire message
 # `insert_message`'s columns, in its order
 _COLUMNS = (
     "id, chat_id, sender_id, content, type, metadata, reply_to, client_id, edited_at, deleted, created_at, updated_at"
@@ -112,34 +120,25 @@ async def seed_history(
     bcrypt_rounds: int = 4,
     seed: int = 1,
     progress: bool = True,
+    url: str | None = None,
 ) -> HistorySeed:
     """Create two users, a private chat between them and `count` messages in it, in `data_dir`'s database.
 
     `data_dir` is what the server's `data_dir` setting will point at (the
-    database is the default `database.path` inside it). Each call adds a new
-    pair of users, so it refuses a folder that already has them.
+    database is the default `database.path` inside it); with `url`, the
+    MongoDB database there is seeded instead. Each call adds a new pair of
+    users, so it refuses a database that already has them.
     """
     config = load_config(None, {}).replace(data_dir=str(data_dir))
+    if url is not None:
+        config = config.replace(database={"backend": "mongodb", "url": url})
+        return await _seed_mongo(create_store(config), count, search_matches, bcrypt_rounds, seed, progress)
     store = create_store(config)
     if not isinstance(store, SqliteStore):  # pragma: no cover - the default backend
         raise TypeError("seeding writes SQLite")
     await store.open()
     try:
-        if await store.get_user_by_email(EMAIL) is not None:
-            raise FileExistsError(f"{data_dir} is already seeded")
-        hasher = PasswordHasher(bcrypt_rounds, threads=1)
-        try:
-            password_hash = await hasher.hash(PASSWORD)
-        finally:
-            hasher.close()
-        now = now_iso()
-        alice = User(new_id(), EMAIL, "history_alice", password_hash, now, now)
-        bob = User(new_id(), OTHER_EMAIL, "history_bob", password_hash, now, now)
-        for user in (alice, bob):
-            await store.insert_user(user)
-        chat = Chat(new_id(), "private", alice.id, now, now, now, pair_key=pair_key(alice.id, bob.id))
-        await store.insert_chat(chat, [Member(chat.id, uid, "member", now) for uid in (alice.id, bob.id)])
-
+        alice, bob, chat = await _users_and_chat(store, bcrypt_rounds)
         started = time.perf_counter()
         await store.db.execute("CREATE TEMP TABLE seed_batch AS SELECT * FROM messages WHERE 0")
         cursor_id = last_id = ""
@@ -190,14 +189,90 @@ async def seed_history(
     )
 
 
+async def _users_and_chat(store: Store, bcrypt_rounds: int) -> tuple[User, User, Chat]:
+    """The two users and their private chat, through the store's own methods."""
+    if await store.get_user_by_email(EMAIL) is not None:
+        raise FileExistsError("the database is already seeded")
+    hasher = PasswordHasher(bcrypt_rounds, threads=1)
+    try:
+        password_hash = await hasher.hash(PASSWORD)
+    finally:
+        hasher.close()
+    now = now_iso()
+    alice = User(new_id(), EMAIL, "history_alice", password_hash, now, now)
+    bob = User(new_id(), OTHER_EMAIL, "history_bob", password_hash, now, now)
+    for user in (alice, bob):
+        await store.insert_user(user)
+    chat = Chat(new_id(), "private", alice.id, now, now, now, pair_key=pair_key(alice.id, bob.id))
+    await store.insert_chat(chat, [Member(chat.id, uid, "member", now) for uid in (alice.id, bob.id)])
+    return alice, bob, chat
+
+
+async def _seed_mongo(
+    store: Store, count: int, search_matches: int, bcrypt_rounds: int, seed: int, progress: bool
+) -> HistorySeed:
+    """The same history in MongoDB: `insert_many` of the documents `insert_message` writes, then the chat once."""
+    if not isinstance(store, MongoStore):  # pragma: no cover - `url` selects the backend
+        raise TypeError("expected a MongoDB store")
+    await store.open()
+    try:
+        alice, bob, chat = await _users_and_chat(store, bcrypt_rounds)
+        started = time.perf_counter()
+        cursor_id = last_id = last_at = ""
+        matches = done = 0
+        rows = _rows(chat.id, (alice.id, bob.id), count, search_matches, seed)
+        while done < count:
+            batch = [next(rows) for _ in range(min(MONGO_BATCH, count - done))]
+            matches += sum(SEARCH_TERM in row[3].lower() for row in batch)
+            if done <= count // 10 < done + len(batch):
+                cursor_id = batch[count // 10 - done][0]
+            docs = [
+                _message_doc(Message(id_, chat_id, sender, content, kind, created, updated))
+                for id_, chat_id, sender, content, kind, _, _, _, _, _, created, updated in batch
+            ]
+            await store.messages.insert_many(docs, ordered=True)
+            last_id, last_at = batch[-1][0], batch[-1][10]
+            done += len(batch)
+            if progress and (done % 50_000 == 0 or done == count):
+                print(f"seeded {done:,}/{count:,} messages in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        if last_id:
+            await store.chats.update_one(
+                {"_id": chat.id},
+                {
+                    "$max": {"last_message_id": last_id, "last_key": last_id, "last_activity": last_at},
+                    "$inc": {"message_count": count},
+                },
+            )
+            for user_id in (alice.id, bob.id):
+                await store.advance_mark(chat.id, user_id, "last_delivered_id", last_id)
+                await store.advance_mark(chat.id, user_id, "last_read_id", last_id)
+    finally:
+        await store.close()
+    return HistorySeed(
+        database=store.url,
+        chat_id=chat.id,
+        email=EMAIL,
+        password=PASSWORD,
+        user_id=alice.id,
+        other_user_id=bob.id,
+        count=count,
+        cursor_id=cursor_id,
+        search_term=SEARCH_TERM,
+        search_matches=matches,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.seed", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="the folder the server's data_dir will point at")
     parser.add_argument("--count", type=int, default=1_000_000, help="messages in the chat")
     parser.add_argument("--matches", type=int, default=300, help="messages that mention the search term")
+    parser.add_argument(
+        "--url", help="seed this MongoDB database (mongodb://HOST:PORT/DB) instead of DATA_DIR's SQLite"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    seeded = asyncio.run(seed_history(args.data_dir, args.count, search_matches=args.matches))
+    seeded = asyncio.run(seed_history(args.data_dir, args.count, search_matches=args.matches, url=args.url))
     print(f"seeded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(json.dumps(dataclasses.asdict(seeded), indent=2))
     return 0

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -21,6 +22,7 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp import web
+from pymongo import MongoClient
 
 from handlers.sio.events import EVENTS
 from models.events import Event
@@ -43,15 +45,47 @@ def require_tool(name: str) -> str:
     return path
 
 
+BACKENDS = ("sqlite", "ferretdb")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked `backends` runs each test that builds on `config` once per store backend.
+
+    `pytestmark = pytest.mark.backends` opts a module in: `config` (and so `server`, `api`,
+    `sockets`) is parametrized indirectly over `BACKENDS`, ids `sqlite` and `ferretdb`, so the
+    same assertions hold the app to the same behaviour on SQLite and on a real MongoDB
+    wire-protocol server. A test that must stay on SQLite does not request `config`.
+    """
+    if metafunc.definition.get_closest_marker("backends") and "config" in metafunc.fixturenames:
+        metafunc.parametrize("config", BACKENDS, indirect=True, ids=BACKENDS)
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    """Settings for tests: a private data folder, fast bcrypt, a short auth deadline."""
-    return load_config(None, {}).replace(
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
+    """Settings for tests: a private data folder, fast bcrypt, a short auth deadline.
+
+    SQLite unless a `backends` module asks for `ferretdb`: then `database.backend: mongodb`
+    on this process's FerretDB with a database of the test's own (so tests never see each
+    other's rows), dropped afterwards so the server's SQLite folder does not grow all session.
+    """
+    base = load_config(None, {}).replace(
         data_dir=str(tmp_path / "data"),
         auth={"bcrypt_rounds": 4},
         server={"host": "127.0.0.1"},
         logging={"level": "WARNING"},
     )
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield base
+        return
+    assert backend == "ferretdb", backend
+    from tests.ferretdb_support import shared_url  # here: it imports redis_support, which imports this module
+
+    url = shared_url()
+    database = f"whatschat_{uuid.uuid4().hex}"
+    yield base.replace(database={"backend": "mongodb", "url": url + database})
+    with MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        client.drop_database(database)
 
 
 @dataclass

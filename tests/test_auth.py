@@ -11,6 +11,8 @@ from server.config import Config
 from tests.conftest import Api, start_server
 from tests.rest_support import assert_error, raw, running
 
+pytestmark = pytest.mark.backends  # each test runs on SQLite and on FerretDB (tests/conftest.py)
+
 USER_FIELDS = {
     "id",
     "email",

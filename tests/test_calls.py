@@ -34,6 +34,8 @@ from tests.chat_support import ISO, MISSING, group_chat, private_chat
 from tests.conftest import Api, Server
 from tests.rest_support import assert_error
 
+pytestmark = pytest.mark.backends  # each test runs on SQLite and on FerretDB (tests/conftest.py)
+
 Users = Callable[..., Any]
 
 

@@ -9,6 +9,8 @@ import pytest
 from tests.chat_support import MISSING, rest_send
 from tests.rest_support import assert_error
 
+pytestmark = pytest.mark.backends  # each test runs on SQLite and on FerretDB (tests/conftest.py)
+
 
 async def private(api, me, other, status: int = 201) -> dict:
     code, body = await api.post("/chats", token=me.token, json={"type": "private", "participants": [other.id]})

@@ -10,6 +10,8 @@ from models.clock import iso
 from tests.chat_support import MISSING, connect, new_group, rest_send
 from tests.rest_support import assert_error
 
+pytestmark = pytest.mark.backends  # each test runs on SQLite and on FerretDB (tests/conftest.py)
+
 
 @pytest.fixture
 def ticking(monkeypatch):

@@ -10,6 +10,8 @@ import pytest
 from tests.chat_support import ISO, MESSAGE_KEYS, MISSING, group_chat, history_page, private_chat, rest_send
 from tests.rest_support import assert_error
 
+pytestmark = pytest.mark.backends  # each test runs on SQLite and on FerretDB (tests/conftest.py)
+
 
 async def contents(api, me, chat_id: str, **params) -> list[str]:
     return [m["content"] for m in (await history_page(api, me, chat_id, **params))["messages"]]

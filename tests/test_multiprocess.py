@@ -318,6 +318,49 @@ async def test_losing_redis_is_reported_and_the_service_recovers(cluster: Cluste
     print("\nredis down: sockets closed, new ones refused, a send 503 (stored); back: healthy, messages cross")
 
 
+# on MongoDB's wire protocol: FerretDB 1.24 ----------------------------------------------------------------------------
+
+
+async def test_two_processes_on_one_ferretdb_share_messages_and_history(tmp_path: Path) -> None:
+    """The store is shared through FerretDB instead of an SQLite folder: what A stores, B delivers and reads back."""
+    from tests.ferretdb_support import FerretDB  # a skip (a failure under CI) only here without the binary
+
+    ferretdb = FerretDB(tmp_path / "ferretdb")
+    redis = RedisServer(log=tmp_path / "redis.log")
+    nodes: list[Node] = []
+    clients: list[socketio.AsyncClient] = []
+    try:
+        await asyncio.to_thread(ferretdb.start)
+        await asyncio.to_thread(redis.start)
+        mongodb = {"WHATSCHAT_DATABASE_BACKEND": "mongodb", "WHATSCHAT_DATABASE_URL": ferretdb.url + "whatschat"}
+        for name in ("A", "B"):  # one after the other: the first creates the collections and indexes
+            env = server_env(tmp_path / f"data-{name}", redis.url, free_port(), **mongodb)
+            nodes.append(Node(name, env, tmp_path / f"server-{name}.log"))
+            await asyncio.to_thread(nodes[-1].start)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            a, b = (Side(node.name, node.url, Api(session, node.url + "/api/v1"), clients) for node in nodes)
+            alice, bob = await register(a.api), await register(b.api)
+            chat = await private_chat(a.api, alice, bob)
+            bob_b = await b.connect(bob)
+            alice_a = await a.connect(alice)
+            sent = [await send(alice_a, chat, f"through A {i}") for i in range(3)]
+            received = await bob_b.seen.wait_for("new_message", len(sent), timeout=10)
+            assert ids(received) == ids(sent)
+            status, body = await b.api.get(f"/messages/{chat}?limit=50", token=bob.token)
+            assert status == 200, body
+            assert ids(body["data"]["messages"]) == ids(sent)[::-1], body  # newest first, from the shared store
+            assert [m["content"] for m in body["data"]["messages"]] == [f"through A {i}" for i in (2, 1, 0)]
+            print(f"\nFerretDB: {len(sent)} sent on A, {len(received)} received on B, all in B's history")
+    finally:
+        for client in clients:
+            if client.connected:
+                await client.disconnect()
+        for node in nodes:
+            node.stop()
+        redis.stop()
+        ferretdb.stop()
+
+
 # serve --workers ------------------------------------------------------------------------------------------------------
 
 

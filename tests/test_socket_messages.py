@@ -17,6 +17,8 @@ import pytest
 from tests.chat_support import ISO, MESSAGE_KEYS, connect, group_chat, history, private_chat, rest_send
 from tests.conftest import Account, Api, Socket
 
+pytestmark = pytest.mark.backends  # each test runs on SQLite and on FerretDB (tests/conftest.py)
+
 # helpers ------------------------------------------------------------------------------------------------------------
 
 

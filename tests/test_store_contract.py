@@ -1,8 +1,8 @@
 """One contract for every store backend: each method of `models/store/base.py`, as its docstring promises.
 
-Runs on SQLite, on `MongoStore` over the in-process mongomock stand-in (ids
-`[mongomock-standin]`: not MongoDB, an emulation of it), and on a real MongoDB
-when `WHATSCHAT_TEST_MONGODB_URL` is set (see `tests/store_backends.py`).
+Runs on SQLite, on `MongoStore` over FerretDB (a MongoDB wire-protocol server on
+SQLite, always), and on a real MongoDB when `WHATSCHAT_TEST_MONGODB_URL` is set
+(see `tests/store_backends.py`).
 """
 
 from __future__ import annotations

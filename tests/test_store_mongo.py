@@ -1,17 +1,21 @@
 """What only the MongoDB backend has: write concern, indexes, its error translation, no collection scans.
 
 The behaviour every backend shares is in `test_store_contract.py`; these run on
-the mongomock stand-in always and on a real MongoDB when
-`WHATSCHAT_TEST_MONGODB_URL` is set. The stand-in has no query planner, so the
-no-scan check there reads the filters the store sent against the indexes it
-declared; on a real server `explain()` says it.
+FerretDB always and on a real MongoDB when `WHATSCHAT_TEST_MONGODB_URL` is set.
+FerretDB (on SQLite) has no query planner to ask, so the no-scan check reads the
+filter and sort of every command the driver sends (PyMongo's command monitoring)
+against the indexes the store declared; on a real MongoDB `explain()` says it too.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure, WriteError
 
 from models.clock import new_id
@@ -27,13 +31,12 @@ from models.store.mongo import MongoStore
 from models.store.mongo_base import COLLECTIONS, INDEXES, duplicate_key
 from server.config import load_config
 from tests import store_backends
-from tests.mongo_standin import StandinClient, StandinServer
-from tests.store_backends import MONGO_BACKENDS, MONGO_STANDIN, REAL_MONGODB, Backend
+from tests.ferretdb_support import FerretDB, shared_url
+from tests.store_backends import MONGO_BACKENDS, REAL_MONGODB, Backend
 from tests.test_store_contract import a_call, a_member, a_session, a_user, group, send, users
 
 backend, store = store_backends.backend, store_backends.store
 on_mongo = pytest.mark.parametrize("backend", MONGO_BACKENDS, indirect=True)
-on_standin = pytest.mark.parametrize("backend", [MONGO_STANDIN], indirect=True)
 on_real_server = pytest.mark.parametrize("backend", REAL_MONGODB, indirect=True)
 
 
@@ -165,24 +168,76 @@ def _scans_by_design(collection: str, where: dict[str, Any]) -> bool:
     return collection == "users" and (not where or "$or" in where)
 
 
-@on_standin
+@dataclasses.dataclass
+class Query:
+    """One command that picks documents: its collection, its filter and (find, findAndModify) its sort keys."""
+
+    command: str
+    collection: str
+    filter: dict[str, Any]
+    sort: list[str]
+
+
+class QueryRecorder(monitoring.CommandListener):
+    """Keeps every command the driver sends that picks documents by a filter, as `Query`s.
+
+    Read from the commands themselves, so it sees exactly what reaches the server
+    (whatever server that is): a find's `filter` and `sort`, each statement of an
+    update or delete (`q`), a count or distinct's `query`, a findAndModify's `query`
+    and `sort`, and an aggregate's leading `$match`, the stage that picks the
+    documents and so the index.
+    """
+
+    def __init__(self) -> None:
+        self.queries: list[Query] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name, command = event.command_name, event.command
+        collection = command.get(name)
+        if name == "find":
+            self._keep(name, collection, command.get("filter"), command.get("sort"))
+        elif name in ("update", "delete"):
+            for statement in command.get(f"{name}s", []):
+                self._keep(name, collection, statement.get("q"))
+        elif name in ("count", "distinct"):
+            self._keep(name, collection, command.get("query"))
+        elif name == "findAndModify":
+            self._keep(name, collection, command.get("query"), command.get("sort"))
+        elif name == "aggregate":
+            first = (command.get("pipeline") or [{}])[0]
+            self._keep(name, collection, first.get("$match"))
+
+    def _keep(self, command: str, collection: str, where: Mapping[str, Any] | None, sort: Any = None) -> None:
+        self.queries.append(Query(command, collection, dict(where or {}), list(sort or {})))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@on_mongo
 async def test_no_query_reads_a_whole_collection(backend: Backend):
-    """Every filter the store sends starts on an indexed field: the stand-in's stand-in for `explain()`."""
-    server = backend.standin
-    assert server is not None
-    server.queries.clear()
-    await _workload(store=await backend.open())  # type: ignore[arg-type]
+    """Every filter the store sends starts on an indexed field, checked on the commands themselves.
+
+    FerretDB has no query planner to ask (`explain()`), so this reads what the
+    store asked for against the indexes it declared; start-up's own queries count.
+    """
+    recorder = QueryRecorder()
+    store = await backend.open(client=lambda url: AsyncMongoClient(url, event_listeners=[recorder]))
+    assert isinstance(store, MongoStore)
+    await _workload(store)
     leading: dict[str, set[str]] = {name: {"_id"} for name in COLLECTIONS}
     for collection, _, keys, _ in INDEXES:
         leading[collection].add(keys[0][0])
-    assert server.queries
-    for query in server.queries:
-        collection, where = query["collection"], query["filter"]
-        if _scans_by_design(collection, where):
+    assert recorder.queries
+    for query in recorder.queries:
+        if _scans_by_design(query.collection, query.filter):
             continue
-        assert leading[collection] & set(where), f"{collection}: {where} reads the whole collection"
-    history = [q for q in server.queries if q["collection"] == "messages" and q["sort"]]
-    assert history and all(q["sort"][0][0] in ("_id", "updated_at") for q in history)
+        assert leading[query.collection] & set(query.filter), f"{query} reads the whole collection"
+    history = [q for q in recorder.queries if q.collection == "messages" and q.sort]
+    assert history and all(q.sort[0] in ("_id", "updated_at") for q in history)
 
 
 if REAL_MONGODB:  # only a real server has a query planner to ask
@@ -201,28 +256,42 @@ if REAL_MONGODB:  # only a real server has a query planner to ask
             assert stats["totalDocsExamined"] <= 5, stats
 
 
-async def test_the_database_is_named_by_the_url_or_whatschat():
-    server = StandinServer()
-    named = MongoStore("mongodb://standin/custom", client=server.client)
-    default = MongoStore("mongodb://standin/", client=server.client)
-    for opened in (named, default):
-        await opened.open()
+async def test_the_database_is_named_by_the_url_or_whatschat(tmp_path):
+    """On a FerretDB of its own: the URL without a name writes to `whatschat`, which no other test may share."""
+    server = FerretDB(tmp_path / "ferretdb").start()
+    named = MongoStore(server.url + "custom")
+    default = MongoStore(server.url)
     try:
+        for opened in (named, default):
+            await opened.open()
         assert (named.db.name, default.db.name) == ("custom", "whatschat")
+        assert {"custom", "whatschat"} <= set(await named.client.list_database_names())
     finally:
         for opened in (named, default):
             await opened.close()
+        server.stop()
 
 
 async def test_create_store_selects_mongodb_by_configuration(tmp_path):
+    """The URL and the `mongo_client` factory reach the store it opens: WhatsChat's part, so FerretDB suffices."""
     config = load_config(None, {}).replace(data_dir=str(tmp_path), database={"backend": "mongodb"})
     chosen = create_store(config)
     assert isinstance(chosen, MongoStore) and chosen.url == DEFAULT_MONGODB_URL and chosen.name == "mongodb"
-    config = config.replace(database={"url": "mongodb://db.example:27017/chat"})
-    chosen = create_store(config, mongo_client=StandinClient)
-    assert isinstance(chosen, MongoStore) and chosen.url == "mongodb://db.example:27017/chat"
+    url = shared_url() + f"chat_{uuid.uuid4().hex[:16]}"
+    made: list[AsyncMongoClient[Any]] = []
+
+    def client(at: str) -> AsyncMongoClient[Any]:
+        """`AsyncMongoClient`, kept, to see that `mongo_client` is the factory the store uses."""
+        made.append(AsyncMongoClient(at))
+        return made[-1]
+
+    chosen = create_store(config.replace(database={"url": url}), mongo_client=client)
+    assert isinstance(chosen, MongoStore) and chosen.url == url
+    database = url.rsplit("/", 1)[1]
     await chosen.open()
     try:
-        assert isinstance(chosen.client, StandinClient) and chosen.db.name == "chat"
+        assert made == [chosen.client] and chosen.db.name == database
+        await chosen.ping()
     finally:
+        await chosen.client.drop_database(database)
         await chosen.close()

@@ -25,7 +25,7 @@ DEFAULT_MONGODB_URL = "mongodb://localhost:27017/whatschat"
 
 
 def create_store(config: Config, mongo_client: Callable[[str], Any] | None = None) -> Store:
-    """The configured backend. `mongo_client` replaces `pymongo.AsyncMongoClient` (the tests' in-process stand-in)."""
+    """The configured backend. `mongo_client` replaces `pymongo.AsyncMongoClient` (tests add a command listener)."""
     if config.database.backend == "sqlite":
         from models.store.sqlite import SqliteStore
 

@@ -243,7 +243,7 @@ class MongoBase(Store):
     def __init__(
         self, url: str, *, database: str | None = None, client: Callable[[str], Any] = AsyncMongoClient
     ) -> None:
-        """`client` makes the client from the URL (`AsyncMongoClient`; the tests pass an in-process stand-in)."""
+        """`client` makes the client from the URL (`AsyncMongoClient`; tests pass one that records commands)."""
         self.url = url
         self.database_name = database
         self._client_factory = client

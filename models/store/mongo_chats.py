@@ -6,7 +6,7 @@ the same member is a duplicate `_id`, ignored). Two internal fields keep the cha
 list on an index: `last_key` is the newest message id, or the chat's own id before
 the first message (SQLite's `COALESCE(last_message_id, id)`), and
 `last_message_id` is kept as `""` rather than null before the first message, so
-that `$max` can move it forward on every server and stand-in alike.
+that `$max` can move it forward on MongoDB and FerretDB alike.
 
 A message's `metadata` is the client's own JSON object; it is kept as its JSON
 text, as SQLite keeps it, so a key a user chose (`$where`, `a.b`) never becomes a
@@ -112,7 +112,7 @@ class ChatCollections(MongoBase):
         """The chat first (a second private chat of a pair fails here), then its members.
 
         Without a multi-document transaction (which needs a replica set and which
-        the stand-in lacks) a failure between the two is undone by hand: a chat
+        FerretDB lacks) a failure between the two is undone by hand: a chat
         nobody is a member of is listed to nobody, and is removed here.
         """
         doc = _chat_doc(chat)

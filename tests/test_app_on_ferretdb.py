@@ -1,29 +1,34 @@
-"""The whole app on `database.backend: mongodb`, over the in-process mongomock stand-in (not a real MongoDB).
+"""The whole app on `database.backend: mongodb`, over FerretDB 1.24: a real MongoDB wire-protocol server.
 
-The app is built by `create_app` as production builds it; the only change is the
-client `create_store` hands to `MongoStore`: `server.app.create_store` is
-replaced, for this test, by one that passes `mongo_client=StandinClient`.
+The app is built by `create_app` as production builds it, with nothing replaced: the
+`config` fixture (tests/conftest.py), asked for `ferretdb`, points `database.url` at this
+process's FerretDB with a database of the test's own. The suites marked `backends` run
+every app test on it too; this one walks the paths where MongoDB's behaviour differs most
+from SQLite's (unique indexes, operator objects, one-per-pair upserts, paging) in one story,
+and checks it is the real driver on a real server that answers, not a stand-in.
 """
 
 from __future__ import annotations
 
-import functools
+import pytest
+from pymongo import AsyncMongoClient
 
-from models.store import create_store
 from models.store.mongo import MongoStore
+from server.config import Config
 from server.keys import STORE
 from tests.chat_support import history_page, private_chat, rest_send
 from tests.conftest import register
-from tests.mongo_standin import StandinClient
 from tests.rest_support import assert_error, running
 
 
-async def test_register_chat_send_and_page_over_rest_on_the_mongodb_backend(config, monkeypatch):
-    monkeypatch.setattr("server.app.create_store", functools.partial(create_store, mongo_client=StandinClient))
-    config = config.replace(database={"backend": "mongodb", "url": "mongodb://standin:27017/whatschat"})
+@pytest.mark.parametrize("config", ["ferretdb"], indirect=True)
+async def test_register_chat_send_and_page_over_rest_on_ferretdb(config: Config) -> None:
+    assert config.database.backend == "mongodb"
     async with running(config) as (srv, api):
         store = srv.app[STORE]
-        assert isinstance(store, MongoStore) and isinstance(store.client, StandinClient)
+        assert isinstance(store, MongoStore) and isinstance(store.client, AsyncMongoClient)
+        assert "ferretdbVersion" in await store.db.command("buildInfo")  # FerretDB itself answers
+        assert config.database.url.endswith("/" + store.db.name)  # the test's own database
 
         alice, bob = await register(api, "alice"), await register(api, "bob")
         status, body = await api.post(
