@@ -175,8 +175,13 @@ async def seed_history(
         await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         await store.close()
+    return _seeded(str(store.path), chat, alice, bob, count, cursor_id, matches)
+
+
+def _seeded(database: str, chat: Chat, alice: User, bob: User, count: int, cursor_id: str, matches: int) -> HistorySeed:
+    """What a seeding answers, whichever backend it filled."""
     return HistorySeed(
-        database=str(store.path),
+        database=database,
         chat_id=chat.id,
         email=EMAIL,
         password=PASSWORD,
@@ -248,18 +253,7 @@ async def _seed_mongo(
                 await store.advance_mark(chat.id, user_id, "last_read_id", last_id)
     finally:
         await store.close()
-    return HistorySeed(
-        database=store.url,
-        chat_id=chat.id,
-        email=EMAIL,
-        password=PASSWORD,
-        user_id=alice.id,
-        other_user_id=bob.id,
-        count=count,
-        cursor_id=cursor_id,
-        search_term=SEARCH_TERM,
-        search_matches=matches,
-    )
+    return _seeded(store.url, chat, alice, bob, count, cursor_id, matches)
 
 
 def main(argv: list[str] | None = None) -> int:
