@@ -20,8 +20,10 @@ WEB_BUNDLE := web/vendor/socket.io.esm.min.js
 # the lock tool, pinned so that `make lock` gives the same files everywhere
 UV_VERSION := 0.13.10
 # what `make check` leaves out (markers in setup.cfg): tests that need Node, Chromium or redis-server, and
-# slow ones; tests/browser needs the web client that npm builds. The rest runs on every core (pytest-xdist).
-CHECK_ARGS := -m 'not node and not browser and not redis and not slow' --ignore=tests/browser -n auto
+# slow ones; tests/browser needs the web client that npm builds; and the app suites' FerretDB half (the
+# store suites still run on FerretDB). The rest runs on every core (pytest-xdist).
+CHECK_ARGS := -m 'not node and not browser and not redis and not slow' --ignore=tests/browser -n auto \
+	-k 'not ferretdb or store'
 
 .PHONY: run test check screenshot soak fuzz bench lint format lock clean venv node web tools system-packages ferretdb
 
@@ -36,7 +38,7 @@ test: tools $(TEST_STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
 screenshot: tools $(TEST_STAMP) $(WEB_BUNDLE)
 	WHATSCHAT_TEST_SCREENSHOT=docs/web-client.png $(PY) -m pytest tests/browser/test_web_client.py -q
 
-# the quick loop (well under a minute): lint, then the tests that need neither Node, Chromium nor
+# the quick loop (about a minute): lint, then the tests that need neither Node, Chromium nor
 # redis-server and are not slow
 check: lint $(TEST_STAMP)
 	$(PY) -m pytest $(CHECK_ARGS) $(PYTEST_ARGS)
