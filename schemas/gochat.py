@@ -269,11 +269,6 @@ def _chat_avatar(view: ChatView) -> str | None:
     return view.other.avatar if view.other is not None else view.chat.avatar
 
 
-def _chat_updated(view: ChatView) -> int | None:
-    """A chat changes when it is edited or gets a message: the later of the two."""
-    return unix(max(view.chat.updated_at, view.chat.last_activity))
-
-
 class ChatOut(Schema):
     chat_id = fields.String(attribute="chat.id", required=True)
     type = fields.String(attribute="chat.type", required=True)
@@ -284,7 +279,7 @@ class ChatOut(Schema):
     last_message = fields.Nested(LastMessageOut, allow_none=True)
     unread_count = fields.Integer(required=True)
     created_at = UnixTime(attribute="chat.created_at", required=True)
-    updated_at = fields.Function(_chat_updated, required=True)
+    updated_at = UnixTime(attribute="chat.last_activity", required=True)  # a message or a group change
 
 
 class ChatPage(Schema):

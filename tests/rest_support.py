@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,3 +49,15 @@ def assert_error(status: int, body: Any, expected_status: int, code: str) -> Non
     assert isinstance(body["message"], str) and body["message"], body
     assert body["error"]["code"] == code, body
     assert body["error"]["message"], body
+
+
+def form(
+    content: bytes | None, filename: str = "pic.png", content_type: str = "image/png", purpose: str | None = None
+) -> aiohttp.FormData:
+    """A multipart upload body: `purpose` first when given, then `file` (None: no file part)."""
+    data = aiohttp.FormData(default_to_multipart=True)
+    if purpose is not None:
+        data.add_field("purpose", purpose)
+    if content is not None:
+        data.add_field("file", io.BytesIO(content), filename=filename, content_type=content_type)
+    return data

@@ -17,7 +17,6 @@ A group edit is activity: `sort=updated_at` orders by the `updated_at` shown.
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import time
 from collections.abc import AsyncIterator
@@ -32,7 +31,7 @@ from server.config import Config
 from server.keys import SERVICES
 from tests.conftest import Api, Server, register
 from tests.gochat_support import GO_MESSAGE_KEYS, GoApi, GoUser, go_register, ws_connect
-from tests.rest_support import raw, running
+from tests.rest_support import form, raw, running
 
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -153,17 +152,6 @@ def ids(items: list[dict[str, Any]], key: str = "message_id") -> list[str]:
 
 def roles(group: dict[str, Any]) -> dict[str, str]:
     return {m["user_id"]: m["role"] for m in group["members"]}
-
-
-def form(
-    content: bytes | None, filename: str = "pic.png", content_type: str = "image/png", purpose: str | None = None
-) -> aiohttp.FormData:
-    data = aiohttp.FormData(default_to_multipart=True)
-    if purpose is not None:
-        data.add_field("purpose", purpose)
-    if content is not None:
-        data.add_field("file", io.BytesIO(content), filename=filename, content_type=content_type)
-    return data
 
 
 # the envelope and its errors ------------------------------------------------------------------------------------------

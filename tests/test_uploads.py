@@ -12,20 +12,11 @@ import pytest
 
 from server.keys import SERVICES
 from tests.conftest import register
-from tests.rest_support import assert_error, raw, running
+from tests.rest_support import assert_error, form, raw, running
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 UPLOAD_KEYS = {"id", "url", "filename", "size", "mimeType", "createdAt"}
 BOUNDARY = "----whatschat-test-boundary"
-
-
-def form(content: bytes | None, filename: str = "pic.png", content_type: str = "image/png", purpose=None):
-    data = aiohttp.FormData(default_to_multipart=True)
-    if purpose is not None:
-        data.add_field("purpose", purpose)
-    if content is not None:
-        data.add_field("file", io.BytesIO(content), filename=filename, content_type=content_type)
-    return data
 
 
 async def upload(api, token: str | None, data) -> tuple[int, dict]:
